@@ -280,7 +280,7 @@ fn write_tool_call(
     let id_value = call.get("id");
     let id = id_value.as_ref().and_then(|v| v.as_str()).unwrap_or("");
     let Some(function) = call.get("function").filter(|f| f.is_object()) else {
-        tracing::warn!(tool_call = call.as_raw_str(), "upstream tool call without a `function` object; dropped");
+        tracing::warn!(tool_call = clip(call.as_raw_str()), "upstream tool call without a `function` object; dropped");
         return Ok(false);
     };
     Ok(write_function(&function, id, id_buf, blocks, out))
@@ -296,7 +296,7 @@ fn write_function(
 ) -> bool {
     let name = function.get("name").filter(|n| n.is_str() && n.as_raw_str().len() > 2);
     let Some(name) = name else {
-        tracing::warn!(function = function.as_raw_str(), "upstream tool call without a name; dropped");
+        tracing::warn!(function = clip(function.as_raw_str()), "upstream tool call without a name; dropped");
         return false;
     };
     sanitize_tool_id(id, id_buf);
@@ -326,7 +326,11 @@ fn write_input(arguments: Option<&LazyValue<'_>>, name: &str, out: &mut Vec<u8>)
         return;
     }
     let Some(text) = args.as_str() else {
-        tracing::warn!(tool = name, arguments = args.as_raw_str(), "tool arguments are not a string; kept as _raw");
+        tracing::warn!(
+            tool = name,
+            arguments = clip(args.as_raw_str()),
+            "tool arguments are not a string; kept as _raw"
+        );
         out.extend_from_slice(b"{\"_raw\":");
         write_raw_json(out, args.as_raw_str().as_bytes());
         out.push(b'}');
@@ -341,7 +345,7 @@ fn write_input(arguments: Option<&LazyValue<'_>>, name: &str, out: &mut Vec<u8>)
         write_raw_json(out, trimmed.as_bytes());
         return;
     }
-    tracing::warn!(tool = name, arguments = text, "tool arguments are not a JSON object; kept as _raw");
+    tracing::warn!(tool = name, arguments = clip(text), "tool arguments are not a JSON object; kept as _raw");
     out.extend_from_slice(b"{\"_raw\":");
     write_raw_string(out, args);
     out.push(b'}');
@@ -392,6 +396,15 @@ fn write_raw_json(out: &mut Vec<u8>, raw: &[u8]) {
             i += 1;
         }
     }
+}
+
+/// Bounds what a warning logs of model output (tool arguments can be whole files).
+fn clip(s: &str) -> &str {
+    let mut end = s.len().min(512);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 fn hex4(raw: &[u8], at: usize) -> Option<u32> {
