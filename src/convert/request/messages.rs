@@ -17,6 +17,9 @@
 //! - `assistant`: text blocks joined with `"\n\n"` become `content` (null
 //!   when there is none), `tool_use` blocks become `tool_calls` with the input
 //!   as a JSON string; a turn left with neither (only thinking) is dropped.
+//! - A mid-list system message between an assistant's tool calls and the
+//!   user turn answering them is moved to just after the tool messages,
+//!   because OpenAI rejects anything between tool_calls and their results.
 //! - `thinking` and `redacted_thinking` blocks are dropped everywhere; any
 //!   unknown block type is a 400 naming the block.
 
@@ -167,6 +170,11 @@ pub(super) fn write_messages(
 ) -> Result<usize, ProxyError> {
     let iter = msgs.into_array_iter().ok_or_else(|| bad("messages", "must be an array"))?;
     let mut n = 0;
+    // OpenAI wants tool messages right after the assistant's tool_calls, so
+    // system messages arriving in between are held until the tool messages
+    // of the next user turn are out. Allocates only in that rare case.
+    let mut awaiting_tools = false;
+    let mut held = Vec::new();
     for (i, msg) in iter.enumerate() {
         n += 1;
         let at = Loc::Msg(i);
@@ -183,17 +191,39 @@ pub(super) fn write_messages(
         let role = role.ok_or_else(|| bad(format_args!("{at}.role"), "required"))?;
         let content = present(content).ok_or_else(|| bad(at.content_path(), "required"))?;
         match role.as_str() {
-            Some("user") => write_user(out, content, at, opts)?,
-            Some("assistant") => write_assistant(out, content, at)?,
+            Some("user") => {
+                write_user(out, content, at, opts, &mut held)?;
+                awaiting_tools = false;
+            }
+            Some("assistant") => {
+                flush_held(out, &mut held)?;
+                awaiting_tools = write_assistant(out, content, at)?;
+            }
+            Some("system") if awaiting_tools => held.push((content, at)),
             Some("system") => write_system(out, content, at)?,
             _ => return Err(bad(format_args!("{at}.role"), "must be \"user\", \"assistant\" or \"system\"")),
         }
     }
+    flush_held(out, &mut held)?;
     Ok(n)
 }
 
-fn write_user(out: &mut Vec<u8>, content: LazyValue<'_>, at: Loc, opts: &RequestOptions) -> Result<(), ProxyError> {
+fn flush_held(out: &mut Vec<u8>, held: &mut Vec<(LazyValue<'_>, Loc)>) -> Result<(), ProxyError> {
+    for (content, at) in held.drain(..) {
+        write_system(out, content, at)?;
+    }
+    Ok(())
+}
+
+fn write_user<'a>(
+    out: &mut Vec<u8>,
+    content: LazyValue<'a>,
+    at: Loc,
+    opts: &RequestOptions,
+    held: &mut Vec<(LazyValue<'a>, Loc)>,
+) -> Result<(), ProxyError> {
     if content.is_str() {
+        flush_held(out, held)?;
         out.extend_from_slice(b"{\"role\":\"user\",\"content\":");
         out.extend_from_slice(content.as_raw_str().as_bytes());
         out.extend_from_slice(b"},");
@@ -220,6 +250,7 @@ fn write_user(out: &mut Vec<u8>, content: LazyValue<'_>, at: Loc, opts: &Request
             Kind::ToolUse => return Err(bad(bat, "tool_use blocks are only allowed in assistant messages")),
         }
     }
+    flush_held(out, held)?;
     if rest == 0 && !moved {
         return Ok(());
     }
@@ -414,12 +445,13 @@ fn write_part(out: &mut Vec<u8>, b: &Block<'_>, kind: Kind, at: Loc, opts: &Requ
     Ok(())
 }
 
-fn write_assistant(out: &mut Vec<u8>, content: LazyValue<'_>, at: Loc) -> Result<(), ProxyError> {
+/// Writes an assistant message; returns whether it carries tool_calls.
+fn write_assistant(out: &mut Vec<u8>, content: LazyValue<'_>, at: Loc) -> Result<bool, ProxyError> {
     if content.is_str() {
         out.extend_from_slice(b"{\"role\":\"assistant\",\"content\":");
         out.extend_from_slice(content.as_raw_str().as_bytes());
         out.extend_from_slice(b"},");
-        return Ok(());
+        return Ok(false);
     }
     if !content.is_array() {
         return Err(bad(at.content_path(), "must be a string or an array"));
@@ -451,7 +483,7 @@ fn write_assistant(out: &mut Vec<u8>, content: LazyValue<'_>, at: Loc) -> Result
         out.push(b'"');
     } else if calls == 0 {
         out.truncate(mark);
-        return Ok(());
+        return Ok(false);
     } else {
         out.pop();
         out.extend_from_slice(b"null");
@@ -481,5 +513,5 @@ fn write_assistant(out: &mut Vec<u8>, content: LazyValue<'_>, at: Loc) -> Result
         close_array(out);
     }
     out.extend_from_slice(b"},");
-    Ok(())
+    Ok(calls > 0)
 }

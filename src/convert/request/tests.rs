@@ -101,6 +101,20 @@ fn mid_list_system_message_stays_in_place() {
 }
 
 #[test]
+fn system_between_tool_calls_and_results_moves_after_the_tool_messages() {
+    let m = r#"[{"role":"user","content":"go"},
+        {"role":"assistant","content":[{"type":"tool_use","id":"a","name":"X","input":{}}]},
+        {"role":"system","content":"reminder"},
+        {"role":"user","content":[{"type":"text","text":"more"},{"type":"tool_result","tool_use_id":"a","content":"ok"}]},
+        {"role":"assistant","content":[{"type":"tool_use","id":"b","name":"X","input":{}}]},
+        {"role":"system","content":"tail"}]"#;
+    let v = conv(&req(m, ""));
+    let roles: Vec<String> = msgs(&v).iter().map(|m| m["role"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(roles, ["user", "assistant", "tool", "system", "user", "assistant", "system"]);
+    assert_eq!(msgs(&v)[3]["content"], json!("reminder"));
+}
+
+#[test]
 fn user_text_blocks() {
     let one = r#"[{"role":"user","content":[{"type":"text","text":"only","cache_control":{"type":"ephemeral"}}]}]"#;
     assert_eq!(msgs(&conv(&req(one, ""))), vec![json!({"role":"user","content":"only"})]);
@@ -495,9 +509,28 @@ fn claude_code_shaped_request() {
     assert_tools_follow_calls(&v);
     assert_eq!(v["reasoning_effort"], json!("medium"));
     assert!(v.get("user").is_none(), "long user_id must be dropped");
+    let text = std::str::from_utf8(&out).unwrap();
+    for gone in [
+        "cache_control",
+        "context_management",
+        "output_config",
+        "service_tier",
+        "container",
+        "top_k",
+        "signature",
+        "thinking",
+        "is_error",
+        "tool_use_id",
+        "input_schema",
+        "web_search",
+        "max_uses",
+        "metadata",
+        "\"system\":[",
+    ] {
+        assert!(!text.contains(gone), "output still mentions {gone:?}");
+    }
 
     // Raw schemas are copied byte for byte.
-    let text = std::str::from_utf8(&out).unwrap();
     for i in 0..24 {
         let raw = sonic_rs::get(body.as_bytes(), &sonic_rs::pointer!["tools", i, "input_schema"]).unwrap();
         assert!(text.contains(&format!("\"parameters\":{}", raw.as_raw_str())), "tool {i}");
