@@ -409,7 +409,13 @@ fn body_bytes(c: &Conn, body: Body) -> &[u8] {
 }
 
 /// Steps 4 to 7 for `POST /v1/messages`.
-async fn messages(w: &Worker, c: &mut Conn, body: Body, keep_alive: bool, access: &mut Access) -> Result<Done, ProxyError> {
+async fn messages(
+    w: &Worker,
+    c: &mut Conn,
+    body: Body,
+    keep_alive: bool,
+    access: &mut Access,
+) -> Result<Done, ProxyError> {
     Shard::bump(&w.shard().messages);
     // Step 4, convert the request.
     let mut ubody = std::mem::take(&mut c.scratch);

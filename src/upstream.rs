@@ -100,7 +100,12 @@ impl UpstreamConn {
     /// Decodes the next available body bytes into `out`, reading from the
     /// socket only when nothing is buffered. Returns true once the body is
     /// complete. `idle` bounds the wait for each read.
-    pub async fn read_body(&mut self, dec: &mut BodyDecoder, out: &mut Vec<u8>, idle: Duration) -> Result<bool, ProxyError> {
+    pub async fn read_body(
+        &mut self,
+        dec: &mut BodyDecoder,
+        out: &mut Vec<u8>,
+        idle: Duration,
+    ) -> Result<bool, ProxyError> {
         let before = out.len();
         loop {
             if self.pos < self.buf.len() {
@@ -160,7 +165,12 @@ fn io_error(what: &str, e: &io::Error) -> ProxyError {
 }
 
 fn timeout_error(what: &str, limit: Duration) -> ProxyError {
-    ProxyError::new(Side::Upstream, 504, ErrorType::Timeout, format!("upstream timed out after {}s {what}", limit.as_secs()))
+    ProxyError::new(
+        Side::Upstream,
+        504,
+        ErrorType::Timeout,
+        format!("upstream timed out after {}s {what}", limit.as_secs()),
+    )
 }
 
 /// A response whose head has arrived; the body is read through `conn`.
