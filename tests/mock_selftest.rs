@@ -42,9 +42,11 @@ fn validator_accepts_a_valid_request() {
     assert!(v.is_empty(), "{v:#?}");
 }
 
+type Mutation = Box<dyn Fn(&mut serde_json::Value)>;
+
 #[test]
 fn validator_rejects_each_violation() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+    let cases: Vec<(&str, Mutation)> = vec![
         ("unknown top-level", Box::new(|r| r["thinking"] = json!({"type": "enabled"}))),
         ("top_k", Box::new(|r| r["top_k"] = json!(5))),
         ("system key", Box::new(|r| r["system"] = json!("x"))),
@@ -58,39 +60,73 @@ fn validator_rejects_each_violation() {
         ("tool with cache_control", Box::new(|r| r["tools"][0]["cache_control"] = json!({"type": "ephemeral"}))),
         ("anthropic tool", Box::new(|r| r["tools"][0] = json!({"name": "ls", "input_schema": {}}))),
         ("tool function extra", Box::new(|r| r["tools"][0]["function"]["input_schema"] = json!({}))),
-        ("missing tool answer", Box::new(|r| {
-            r["messages"].as_array_mut().unwrap().remove(4);
-        })),
-        ("tool message out of place", Box::new(|r| {
-            r["messages"].as_array_mut().unwrap().push(json!({"role": "tool", "tool_call_id": "call_1", "content": "z"}));
-        })),
-        ("user between call and result", Box::new(|r| {
-            r["messages"].as_array_mut().unwrap().insert(3, json!({"role": "user", "content": "z"}));
-        })),
-        ("image in tool message", Box::new(|r| {
-            r["messages"][3]["content"] = json!([{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]);
-        })),
-        ("image in system", Box::new(|r| {
-            r["messages"][0]["content"] = json!([{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]);
-        })),
-        ("anthropic image block", Box::new(|r| {
-            r["messages"][1]["content"][1] = json!({"type": "image", "source": {"type": "url", "url": "https://x"}});
-        })),
-        ("text part with cache_control", Box::new(|r| {
-            r["messages"][1]["content"][0]["cache_control"] = json!({"type": "ephemeral"});
-        })),
+        (
+            "missing tool answer",
+            Box::new(|r| {
+                r["messages"].as_array_mut().unwrap().remove(4);
+            }),
+        ),
+        (
+            "tool message out of place",
+            Box::new(|r| {
+                r["messages"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"role": "tool", "tool_call_id": "call_1", "content": "z"}));
+            }),
+        ),
+        (
+            "user between call and result",
+            Box::new(|r| {
+                r["messages"].as_array_mut().unwrap().insert(3, json!({"role": "user", "content": "z"}));
+            }),
+        ),
+        (
+            "image in tool message",
+            Box::new(|r| {
+                r["messages"][3]["content"] = json!([{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]);
+            }),
+        ),
+        (
+            "image in system",
+            Box::new(|r| {
+                r["messages"][0]["content"] = json!([{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]);
+            }),
+        ),
+        (
+            "anthropic image block",
+            Box::new(|r| {
+                r["messages"][1]["content"][1] =
+                    json!({"type": "image", "source": {"type": "url", "url": "https://x"}});
+            }),
+        ),
+        (
+            "text part with cache_control",
+            Box::new(|r| {
+                r["messages"][1]["content"][0]["cache_control"] = json!({"type": "ephemeral"});
+            }),
+        ),
         ("bad role", Box::new(|r| r["messages"][0]["role"] = json!("model"))),
-        ("arguments object", Box::new(|r| {
-            r["messages"][2]["tool_calls"][0]["function"]["arguments"] = json!({});
-        })),
-        ("assistant without content", Box::new(|r| {
-            r["messages"][2] = json!({"role": "assistant"});
-        })),
+        (
+            "arguments object",
+            Box::new(|r| {
+                r["messages"][2]["tool_calls"][0]["function"]["arguments"] = json!({});
+            }),
+        ),
+        (
+            "assistant without content",
+            Box::new(|r| {
+                r["messages"][2] = json!({"role": "assistant"});
+            }),
+        ),
         ("user too long", Box::new(|r| r["user"] = json!("x".repeat(65)))),
-        ("parallel without tools", Box::new(|r| {
-            r.as_object_mut().unwrap().remove("tools");
-            r.as_object_mut().unwrap().remove("tool_choice");
-        })),
+        (
+            "parallel without tools",
+            Box::new(|r| {
+                r.as_object_mut().unwrap().remove("tools");
+                r.as_object_mut().unwrap().remove("tool_choice");
+            }),
+        ),
         ("empty messages", Box::new(|r| r["messages"] = json!([]))),
         ("temperature", Box::new(|r| r["temperature"] = json!(2.5))),
         ("reasoning in message", Box::new(|r| r["messages"][2]["reasoning_content"] = json!("x"))),
@@ -167,11 +203,9 @@ fn mock_streams_with_every_framing_and_client_parses_incrementally() {
 
 #[test]
 fn mock_truncates_and_resets() {
-    for (framing, end) in [
-        (Framing::Chunked, End::Truncate),
-        (Framing::ContentLength, End::Truncate),
-        (Framing::Chunked, End::Reset),
-    ] {
+    for (framing, end) in
+        [(Framing::Chunked, End::Truncate), (Framing::ContentLength, End::Truncate), (Framing::Chunked, End::Reset)]
+    {
         let mock = Mock::start_with_key(None);
         mock.push(Reply::sse(vec![openai::role(), openai::text("x")]).framing(framing).end(end));
         let mut c = Client::connect(mock.addr);
@@ -193,8 +227,9 @@ fn mock_flags_unscripted_requests_and_detects_aborted_streams() {
     assert_eq!(c.read_response().status, 500);
     assert_eq!(mock.take_violations().len(), 1);
 
-    let parts: Vec<Part> =
-        std::iter::once(openai::role()).chain((0..400).flat_map(|_| [openai::text("x"), Part::Sleep(Duration::from_millis(5))])).collect();
+    let parts: Vec<Part> = std::iter::once(openai::role())
+        .chain((0..400).flat_map(|_| [openai::text("x"), Part::Sleep(Duration::from_millis(5))]))
+        .collect();
     mock.push(Reply::sse(parts));
     let mut c = Client::connect(mock.addr);
     c.send(&request("POST", "/v1/chat/completions", &[("Content-Type", "application/json")], &body));

@@ -117,10 +117,7 @@ pub fn parse_sse(body: &[u8]) -> Vec<SseEvent> {
             _ => {}
         }
     }
-    assert!(
-        cur.event.is_none() && !has_data,
-        "SSE body ends inside an event (no blank line after it): {cur:?}"
-    );
+    assert!(cur.event.is_none() && !has_data, "SSE body ends inside an event (no blank line after it): {cur:?}");
     out
 }
 
@@ -136,7 +133,19 @@ pub struct Client {
 
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
-        let s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to proxy {addr}: {e}"));
+        // Every worker binds its own SO_REUSEPORT listener; give a worker that
+        // logged its address a moment to be accepting.
+        let mut tries = 0;
+        let s = loop {
+            match TcpStream::connect(addr) {
+                Ok(s) => break s,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused && tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("connect to proxy {addr}: {e}"),
+            }
+        };
         s.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
         s.set_nodelay(true).unwrap();
         Client { wire: Wire::new(s) }
@@ -235,7 +244,12 @@ impl EventReader<'_> {
                 if evs.is_empty() {
                     continue;
                 }
-                assert_eq!(evs.len(), 1, "event splitter found several events in {:?}", String::from_utf8_lossy(&bytes));
+                assert_eq!(
+                    evs.len(),
+                    1,
+                    "event splitter found several events in {:?}",
+                    String::from_utf8_lossy(&bytes)
+                );
                 return Ok(evs.pop());
             }
             match self.body.next_piece(&mut self.client.wire)? {

@@ -147,7 +147,10 @@ impl Reply {
     pub fn sse(parts: Vec<Part>) -> Reply {
         Reply {
             status: 200,
-            headers: vec![("Content-Type".into(), "text/event-stream".into()), ("Cache-Control".into(), "no-cache".into())],
+            headers: vec![
+                ("Content-Type".into(), "text/event-stream".into()),
+                ("Cache-Control".into(), "no-cache".into()),
+            ],
             parts,
             framing: Framing::Chunked,
             end: End::Complete,

@@ -9,6 +9,7 @@
 // Each test binary uses a different subset of the harness.
 #![allow(dead_code, unused_imports)]
 
+pub mod anthropic;
 pub mod client;
 pub mod mock;
 pub mod openai;
@@ -16,6 +17,7 @@ pub mod proxy;
 pub mod validate;
 pub mod wire;
 
+pub use anthropic::{accumulate, openai_text, simple_request, stream_request, Accumulated};
 pub use client::{event_pairs, parse_sse, post_json, post_raw, request, Client, Response, SseEvent};
 pub use mock::{End, Framing, Mock, Part, Recorded, Reply, TEST_KEY};
 pub use proxy::{for_each_driver, with_proxy, write_config, Driver, Proxy, ProxyCmd};

@@ -284,7 +284,18 @@ impl Proxy {
     pub fn send(&self, raw: &[u8]) -> Response {
         let mut c = self.client();
         c.send(raw);
-        c.read_response()
+        let r = c.read_response();
+        assert_no_key(&r.head.raw);
+        assert_no_key(&r.body);
+        r
+    }
+
+    /// Sends a streaming request on a fresh connection; the caller reads the
+    /// answer with `Client::start_stream`.
+    pub fn stream(&self, body: &Value) -> Client {
+        let mut c = self.client();
+        c.send(&post_json("/v1/messages", body));
+        c
     }
 
     /// POST /v1/messages with Anthropic headers on a fresh connection.
@@ -329,6 +340,12 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The upstream key must never reach a client.
+pub fn assert_no_key(bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    assert!(!text.contains(TEST_KEY), "the upstream key was sent to the client: {text}");
 }
 
 pub fn assert_log_clean(log: &str) {

@@ -63,7 +63,11 @@ pub fn validate_chat_request(body: &Value) -> Vec<String> {
     }
     for k in ["max_tokens", "max_completion_tokens", "n", "top_logprobs", "seed"] {
         if let Some(x) = obj.get(k) {
-            let ok = if k == "seed" { x.is_i64() || x.is_u64() } else { x.as_u64().is_some_and(|n| n >= 1 || k == "top_logprobs") };
+            let ok = if k == "seed" {
+                x.is_i64() || x.is_u64()
+            } else {
+                x.as_u64().is_some_and(|n| n >= 1 || k == "top_logprobs")
+            };
             if !ok {
                 v.push(format!("'{k}' must be a positive integer, got {x}"));
             }

@@ -209,7 +209,10 @@ impl BodyReader {
                     if self.started {
                         let crlf = w.take(2)?;
                         if crlf != b"\r\n" {
-                            return Err(bad(format!("chunk not followed by CRLF: {:?}", String::from_utf8_lossy(&crlf))));
+                            return Err(bad(format!(
+                                "chunk not followed by CRLF: {:?}",
+                                String::from_utf8_lossy(&crlf)
+                            )));
                         }
                     }
                     let line = w.take_line()?;
