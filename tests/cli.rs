@@ -47,8 +47,7 @@ fn check_config_masks_the_key() {
 fn check_config_file_with_env_interpolation() {
     for_each_driver(|d| {
         let cfg = write_config(
-            "[upstream]\nurl = \"http://127.0.0.1:9/v1\"\napi_key = \"${CCPROXY_ITEST_SECRET}\"\n\n\
-             [server]\nmax_body_bytes = 4096\n",
+            "max_body_bytes = 4096\n\n[upstream]\nbase_url = \"http://127.0.0.1:9/v1\"\napi_key = \"${CCPROXY_ITEST_SECRET}\"\n",
         );
         let out = ProxyCmd::new(d)
             .arg("--config")
@@ -69,7 +68,7 @@ fn check_config_rejects_bad_configs() {
     for_each_driver(|d| {
         let cases = [
             ("not toml", "[upstream\nurl = ", "config.toml"),
-            ("wrong type", "[server]\nmax_body_bytes = \"lots\"\n", "max_body_bytes"),
+            ("wrong type", "max_body_bytes = \"lots\"\n", "max_body_bytes"),
             (
                 "unset variable",
                 "[upstream]\napi_key = \"${CCPROXY_ITEST_SURELY_UNSET_VAR}\"\n",

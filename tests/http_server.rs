@@ -262,7 +262,7 @@ fn body_over_max_body_bytes_is_413() {
     for_each_driver(|d| {
         let mock = Mock::start();
         let cfg = write_config(&format!(
-            "[upstream]\nurl = \"{}\"\napi_key = \"{TEST_KEY}\"\n\n[server]\nmax_body_bytes = 2048\n",
+            "max_body_bytes = 2048\n\n[upstream]\nbase_url = \"{}\"\napi_key = \"{TEST_KEY}\"\n",
             mock.url()
         ));
         let proxy = ProxyCmd::new(d).arg("--config").arg(cfg.to_str().unwrap()).start();
