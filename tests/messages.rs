@@ -510,3 +510,61 @@ fn upstream_key_from_env() {
         proxy.finish();
     });
 }
+
+#[test]
+fn upstream_json_with_any_framing() {
+    with_proxy(|mock, proxy| {
+        for framing in [Framing::Chunked, Framing::Close, Framing::ContentLength] {
+            mock.push(Reply::text("framed \"quoted\"\nline ✓ 🎉").framing(framing));
+            let r = proxy.messages(&simple_request("x"));
+            assert_eq!(r.status, 200, "{framing:?}: {}", r.text());
+            assert_eq!(r.json()["content"][0]["text"], "framed \"quoted\"\nline ✓ 🎉", "{framing:?}");
+        }
+    });
+}
+
+#[test]
+fn upstream_connections_are_kept_alive() {
+    for_each_driver(|d| {
+        let mock = Mock::start();
+        let proxy = ProxyCmd::new(d).upstream(&mock).workers(1).start();
+        for i in 0..4 {
+            mock.push(Reply::text(&format!("r{i}")));
+            let r = proxy.messages(&simple_request("x"));
+            assert_eq!(r.json()["content"][0]["text"], format!("r{i}"));
+        }
+        mock.push(Reply::sse(openai::text_stream(&["s"])));
+        let mut c = proxy.stream(&stream_request("x"));
+        assert_eq!(c.read_response().status, 200);
+        mock.push(Reply::text("after stream"));
+        assert_eq!(proxy.messages(&simple_request("x")).json()["content"][0]["text"], "after stream");
+        assert_eq!(mock.connections(), 1, "one worker, sequential requests: one pooled upstream connection");
+        proxy.finish();
+    });
+}
+
+#[test]
+fn model_map_and_default_model_from_config() {
+    for_each_driver(|d| {
+        let mock = Mock::start();
+        let cfg = write_config(&format!(
+            "[upstream]\nbase_url = \"{}\"\napi_key = \"{TEST_KEY}\"\nmodel = \"default-up\"\n\n\
+             [model_map]\n\"claude-haiku-4-5\" = \"small-up\"\n\"claude-opus-4-8\" = \"big-up\"\n",
+            mock.url()
+        ));
+        let proxy = ProxyCmd::new(d).arg("--config").arg(cfg.to_str().unwrap()).start();
+        for (client, upstream) in
+            [("claude-haiku-4-5", "small-up"), ("claude-opus-4-8", "big-up"), ("other", "default-up")]
+        {
+            mock.push(Reply::text("ok"));
+            let mut req = simple_request("x");
+            req["model"] = json!(client);
+            assert_eq!(proxy.messages(&req).status, 200);
+            assert_eq!(mock.last_body()["model"], upstream, "client model {client}");
+        }
+        let v = proxy.get("/v1/models").json();
+        let ids: Vec<&str> = v["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+        assert!(ids.contains(&"claude-haiku-4-5") && ids.contains(&"claude-opus-4-8"), "{v}");
+        proxy.finish();
+    });
+}

@@ -352,3 +352,96 @@ fn stream_upstream_error_status_is_plain_json_error() {
         assert_eq!(r.header("retry-after"), Some("3"));
     });
 }
+
+#[test]
+fn ping_while_upstream_is_silent() {
+    for_each_driver(|d| {
+        let mock = Mock::start();
+        let cfg = write_config(&format!(
+            "ping_interval_secs = 1\n\n[upstream]\nbase_url = \"{}\"\napi_key = \"{TEST_KEY}\"\n",
+            mock.url()
+        ));
+        let proxy = ProxyCmd::new(d).arg("--config").arg(cfg.to_str().unwrap()).start();
+        let (go_tx, go_rx) = mpsc::channel();
+        let mut parts = vec![openai::role(), openai::text("wait"), Part::Wait(go_rx)];
+        parts.extend(openai::text_stream(&["ed"]).into_iter().skip(1));
+        mock.push(Reply::sse(parts));
+        let mut c = proxy.stream(&stream_request("x"));
+        let (_, mut events) = c.start_stream();
+        let mut all = events.until("content_block_delta");
+        // The upstream is now silent until we open the gate: a ping must come.
+        all.extend(events.until("ping"));
+        go_tx.send(()).unwrap();
+        all.extend(events.rest());
+        let acc = accumulate(&all);
+        assert_eq!(acc.content(), &vec![json!({"type": "text", "text": "waited"})]);
+        assert_eq!(all.iter().find(|e| e.name() == "ping").unwrap().json(), json!({"type": "ping"}));
+        proxy.finish();
+    });
+}
+
+#[test]
+fn non_anthropic_tool_ids_are_sanitized() {
+    with_proxy(|mock, proxy| {
+        // Kimi-style ids, and a call without any id.
+        let parts = vec![
+            openai::role(),
+            openai::tool_start(0, "functions.Bash:0", "Bash", "{\"command\":\"ls\"}"),
+            openai::data_part(&openai::chunk(
+                json!({"tool_calls": [{"index": 1, "type": "function", "function": {"name": "Bash", "arguments": "{}"}}]}),
+                None,
+            )),
+            openai::finish("tool_calls"),
+            openai::usage(1, 1, 0),
+            openai::done(),
+        ];
+        mock.push(Reply::sse(parts));
+        let (_, acc) = stream_all(proxy, &stream_request("x"));
+        let c = acc.content();
+        assert_eq!(c.len(), 2, "{:?}", acc.message);
+        // accumulate() already checked both ids match ^[a-zA-Z0-9_-]+$.
+        assert_ne!(c[0]["id"], c[1]["id"]);
+        assert!(c[0]["id"].as_str().unwrap().contains("Bash"), "{}", c[0]["id"]);
+
+        mock.push(Reply::completion(
+            json!({"role": "assistant", "content": null, "tool_calls": [
+                {"id": "functions.Read:1", "type": "function", "function": {"name": "Read", "arguments": "{}"}}]}),
+            "tool_calls",
+            json!({"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}),
+        ));
+        let r = proxy.messages(&simple_request("x"));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let id = r.json()["content"][0]["id"].as_str().unwrap().to_string();
+        assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'), "{id}");
+    });
+}
+
+#[test]
+fn concurrent_streams_do_not_mix() {
+    with_proxy(|mock, proxy| {
+        mock.set_handler(|rec| {
+            let text = openai_text(&rec.body["messages"][0]["content"]);
+            let pieces: Vec<String> = text.split(' ').map(|w| format!("{w} ")).collect();
+            let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
+            Reply::sse(openai::text_stream(&refs))
+        });
+        let results: Vec<(String, Accumulated)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    s.spawn(move || {
+                        let text = format!("client {i} says hello number {i}");
+                        let (_, acc) = stream_all(proxy, &stream_request(&text));
+                        (text, acc)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut ids = std::collections::HashSet::new();
+        for (text, acc) in results {
+            assert_eq!(acc.content()[0]["text"], format!("{text} "));
+            assert!(ids.insert(acc.message["id"].as_str().unwrap().to_string()), "duplicate message id");
+        }
+        assert_eq!(mock.request_count(), 8);
+    });
+}

@@ -115,6 +115,12 @@ impl ProxyCmd {
         self
     }
 
+    /// `--workers n` instead of the default 2.
+    pub fn workers(mut self, n: usize) -> ProxyCmd {
+        self.workers = false;
+        self.arg("--workers").arg(&n.to_string())
+    }
+
     /// Do not add `--workers 2`.
     pub fn no_workers(mut self) -> ProxyCmd {
         self.workers = false;
