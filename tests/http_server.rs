@@ -289,3 +289,29 @@ fn body_over_max_body_bytes_is_413() {
         proxy.finish();
     });
 }
+
+#[test]
+fn connection_close_and_malformed_requests() {
+    with_proxy(|mock, proxy| {
+        let mut c = proxy.client();
+        c.send(&request("GET", "/health", &[("Connection", "close")], b""));
+        assert_eq!(c.read_response().status, 200);
+        assert!(c.is_closed(), "the proxy must close after answering `Connection: close`");
+
+        let r = proxy.send(b"THIS IS NOT HTTP\r\n\r\n");
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert_eq!(r.json()["type"], "error");
+
+        // Request smuggling shape: both Content-Length and chunked.
+        let body = serde_json::to_vec(&simple_request("x")).unwrap();
+        let mut raw = format!(
+            "POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nTransfer-Encoding: chunked\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        raw.extend(wire::chunked(&body));
+        let r = proxy.send(&raw);
+        r.assert_error(400, "invalid_request_error");
+        assert_eq!(mock.request_count(), 0);
+    });
+}

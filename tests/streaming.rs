@@ -19,8 +19,24 @@ fn stream_all(proxy: &Proxy, req: &Value) -> (Response, Accumulated) {
     assert_eq!(r.status, 200, "{}", r.text());
     let ct = r.header("content-type").unwrap_or("");
     assert!(ct.starts_with("text/event-stream"), "content-type {ct:?}");
+    assert_canonical_sse(&r.body);
     let acc = accumulate(&r.events());
     (r, acc)
+}
+
+/// Every event is exactly `event: NAME\ndata: ONE-LINE-JSON\n\n`, the form
+/// every SSE client parses the same way.
+fn assert_canonical_sse(body: &[u8]) {
+    let text = std::str::from_utf8(body).expect("UTF-8 stream");
+    assert!(text.ends_with("\n\n"), "stream does not end with a blank line: {text:?}");
+    for block in text[..text.len() - 2].split("\n\n") {
+        let lines: Vec<&str> = block.split('\n').collect();
+        assert_eq!(lines.len(), 2, "event block is not `event:` + `data:`: {block:?}");
+        let name = lines[0].strip_prefix("event: ").unwrap_or_else(|| panic!("no `event: ` line first: {block:?}"));
+        let data = lines[1].strip_prefix("data: ").unwrap_or_else(|| panic!("no `data: ` line second: {block:?}"));
+        let v: Value = serde_json::from_str(data).unwrap_or_else(|e| panic!("data is not JSON ({e}): {block:?}"));
+        assert_eq!(v["type"], name, "{block:?}");
+    }
 }
 
 #[test]
@@ -49,6 +65,7 @@ fn text_events_are_flushed_incrementally() {
         let mut all = early;
         all.extend(events.rest());
         proxy::assert_no_key(&events.raw);
+        assert_canonical_sse(&events.raw);
         let acc = accumulate(&all);
         let names: Vec<&str> = acc.names.iter().map(String::as_str).collect();
         assert_eq!(
@@ -443,5 +460,49 @@ fn concurrent_streams_do_not_mix() {
             assert!(ids.insert(acc.message["id"].as_str().unwrap().to_string()), "duplicate message id");
         }
         assert_eq!(mock.request_count(), 8);
+    });
+}
+
+#[test]
+fn mixed_blocks_in_one_stream() {
+    with_proxy(|mock, proxy| {
+        let parts = vec![
+            openai::role(),
+            openai::reasoning("plan"),
+            openai::text("I will run it."),
+            openai::tool_start(0, "call_1", "Bash", "{\"command\":\"make\"}"),
+            // Text after a tool call must open a new block, not reuse the
+            // tool block's index.
+            openai::text(" Also this."),
+            openai::finish("tool_calls"),
+            openai::usage(3, 3, 0),
+            openai::done(),
+        ];
+        mock.push(Reply::sse(parts));
+        let (_, acc) = stream_all(proxy, &stream_request("x"));
+        let c = acc.content();
+        let types: Vec<&str> = c.iter().map(|b| b["type"].as_str().unwrap()).collect();
+        assert_eq!(types[..3], ["thinking", "text", "tool_use"], "{:?}", acc.message);
+        assert_eq!(c[2]["input"], json!({"command": "make"}));
+        let all_text: String = c.iter().filter(|b| b["type"] == "text").map(|b| b["text"].as_str().unwrap()).collect();
+        assert_eq!(all_text, "I will run it. Also this.", "no text is lost");
+        assert_eq!(acc.stop_reason.as_deref(), Some("tool_use"));
+    });
+}
+
+#[test]
+fn garbage_in_upstream_stream_is_survived() {
+    with_proxy(|mock, proxy| {
+        let parts = vec![openai::role(), openai::text("ok"), Part::bytes(b"data: {\"choices\": [{\"delta\": \n\n")];
+        mock.push(Reply::sse(parts).framing(Framing::Close).end(End::Truncate));
+        let mut c = proxy.stream(&stream_request("x"));
+        let r = c.read_response();
+        assert_eq!(r.status, 200);
+        // Whatever the proxy does with a broken event, the client's stream
+        // stays valid for the SDK, and is not a silent success.
+        let acc = accumulate(&r.events());
+        assert!(acc.error.is_some(), "a broken upstream stream must end with an error event: {}", r.text());
+        mock.push(Reply::text("still alive"));
+        assert_eq!(proxy.messages(&simple_request("x")).json()["content"][0]["text"], "still alive");
     });
 }
