@@ -22,6 +22,7 @@ use crate::http::body::BodyDecoder;
 use crate::http::request::{parse_request_head, BodyKind, Limits, Method};
 use crate::http::{client, response};
 use crate::metrics::{Metrics, Shard};
+use crate::redact::Redactor;
 use crate::upstream::{self, Pool};
 
 /// Longest a non-streaming upstream body may be. Real answers are far below.
@@ -40,13 +41,16 @@ pub struct Worker {
     pub metrics: std::sync::Arc<Metrics>,
     pub pool: Pool,
     pub limits: Limits,
+    /// Masks the upstream key in anything relayed from the upstream.
+    pub redactor: Redactor,
 }
 
 impl Worker {
     pub fn new(id: usize, config: std::sync::Arc<Config>, metrics: std::sync::Arc<Metrics>) -> Worker {
         let pool = Pool::new(&config.upstream);
         let limits = Limits { max_body_bytes: config.max_body_bytes, ..Limits::default() };
-        Worker { id, config, metrics, pool, limits }
+        let redactor = Redactor::new(config.upstream.api_key.as_deref());
+        Worker { id, config, metrics, pool, limits, redactor }
     }
 
     fn shard(&self) -> &Shard {
@@ -168,7 +172,9 @@ async fn serve_connection(worker: Rc<Worker>, stream: TcpStream) {
                 log(&access, None);
                 false
             }
-            Err(e) => {
+            Err(mut e) => {
+                // Upstream messages are relayed verbatim and may quote the key.
+                worker.redactor.scrub_error(&mut e);
                 access.status = e.status;
                 let ok = respond_error(&mut c, &worker, &e, keep_alive).await;
                 log(&access, Some(&e));
@@ -548,7 +554,8 @@ async fn stream_response(
                 client_gone = true;
                 break;
             }
-            Err(e) => {
+            Err(mut e) => {
+                w.redactor.scrub_error(&mut e);
                 tracing::warn!(error = %e, "upstream stream failed");
                 conv.fail(&e, &mut events);
             }
@@ -559,6 +566,9 @@ async fn stream_response(
             conv.fail(&ProxyError::internal("stream converter did not finish at end of stream"), &mut events);
         }
         if !events.is_empty() {
+            // Upstream error events carry the provider's own words, which
+            // may quote the key it rejected.
+            w.redactor.scrub_bytes(&mut events);
             wbuf.clear();
             response::write_chunk(&mut wbuf, &events);
             events.clear();
