@@ -54,9 +54,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let metrics = Metrics::new(workers);
     let cores = core_affinity::get_core_ids().unwrap_or_default();
 
-    // Loading the tokenizer takes a few hundred ms; do it off the request
-    // path so the first count_tokens call does not pay for it.
-    std::thread::Builder::new().name("ccproxy-warmup".into()).spawn(crate::tokens::warm_up)?;
+    // The count_tokens tokenizer is not loaded here: its tables cost tens of
+    // MB of RSS, which a proxy whose clients never count tokens should not
+    // pay. It loads once, lazily, on the first count_tokens request.
 
     let (ready_tx, ready_rx) = mpsc::channel::<Result<&'static str, String>>();
     let mut handles = Vec::with_capacity(workers);
