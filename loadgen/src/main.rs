@@ -208,6 +208,10 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<bool> {
         summary,
     })?;
     report.print();
+    if let Some(rate) = a.rate.filter(|r| report.rps() < 0.95 * r) {
+        // Latencies are still honest (charged from intended times), but the target was not reached.
+        println!("WARNING: open loop reached {:.1} of {rate} req/s; more --connections may be needed", report.rps());
+    }
     if let Some(dir) = &a.out {
         report.write(dir)?;
         println!("wrote {}", dir.display());

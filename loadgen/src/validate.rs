@@ -7,6 +7,8 @@
 //! line matching `data.type`, `message_start` comes first and only once, and the stream ends with
 //! `message_stop`. OpenAI mode (used against the mock) expects chunks ending in `data: [DONE]`.
 
+use std::borrow::Cow;
+
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
@@ -106,13 +108,13 @@ pub fn check_status(status: u16) -> Result<(), ErrorKind> {
 #[derive(Deserialize)]
 struct Typed<'a> {
     #[serde(rename = "type", borrow)]
-    ty: Option<std::borrow::Cow<'a, str>>,
+    ty: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
 struct OpenAiBody<'a> {
     #[serde(borrow)]
-    object: Option<std::borrow::Cow<'a, str>>,
+    object: Option<Cow<'a, str>>,
     choices: Option<IgnoredAny>,
 }
 
@@ -132,21 +134,34 @@ pub fn check_json_body(expect: Expect, body: &[u8]) -> Result<(), ErrorKind> {
 }
 
 #[derive(Deserialize)]
-struct OpenAiChunk {
-    choices: Option<Vec<OpenAiChoice>>,
+struct OpenAiChunk<'a> {
+    #[serde(borrow)]
+    choices: Option<Vec<OpenAiChoice<'a>>>,
+    error: Option<IgnoredAny>,
+}
+
+/// Once the first delta has been seen only syntax and the error field matter; skipping the strings
+/// instead of decoding them keeps the validator from becoming the bottleneck on long streams.
+#[derive(Deserialize)]
+struct OpenAiChunkLite {
+    choices: Option<IgnoredAny>,
     error: Option<IgnoredAny>,
 }
 
 #[derive(Deserialize)]
-struct OpenAiChoice {
-    delta: Option<OpenAiDelta>,
+struct OpenAiChoice<'a> {
+    #[serde(borrow)]
+    delta: Option<OpenAiDelta<'a>>,
 }
 
 #[derive(Deserialize)]
-struct OpenAiDelta {
-    content: Option<String>,
-    reasoning_content: Option<String>,
-    reasoning: Option<String>,
+struct OpenAiDelta<'a> {
+    #[serde(borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    reasoning: Option<Cow<'a, str>>,
     tool_calls: Option<IgnoredAny>,
 }
 
@@ -307,13 +322,21 @@ impl SseValidator {
             self.done = true;
             return Ok(());
         }
+        if self.first_delta {
+            let chunk: OpenAiChunkLite = serde_json::from_slice(&self.data).map_err(|_| ErrorKind::BadJson)?;
+            return match (chunk.error, chunk.choices) {
+                (Some(_), _) => Err(ErrorKind::StreamError),
+                (None, None) => Err(ErrorKind::BadSse),
+                (None, Some(_)) => Ok(()),
+            };
+        }
         let chunk: OpenAiChunk = serde_json::from_slice(&self.data).map_err(|_| ErrorKind::BadJson)?;
         if chunk.error.is_some() {
             return Err(ErrorKind::StreamError);
         }
         let choices = chunk.choices.ok_or(ErrorKind::BadSse)?;
         let has_delta = choices.iter().filter_map(|c| c.delta.as_ref()).any(|d| {
-            let non_empty = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.is_empty());
+            let non_empty = |s: &Option<Cow<str>>| s.as_deref().is_some_and(|s| !s.is_empty());
             non_empty(&d.content)
                 || non_empty(&d.reasoning_content)
                 || non_empty(&d.reasoning)
@@ -429,6 +452,11 @@ mod tests {
         let err = format!("{role}\n\ndata: {{\"error\":{{\"message\":\"x\"}}}}\n\n");
         assert_eq!(run(Expect::Openai, &err, 3).0, Err(ErrorKind::StreamError));
         assert_eq!(run(Expect::Openai, "data: {oops\n\ndata: [DONE]\n\n", 3).0, Err(ErrorKind::BadJson));
+        // After the first delta the lighter parse still catches errors and broken JSON.
+        let late_err = format!("{text}\n\ndata: {{\"error\":{{\"message\":\"x\"}}}}\n\ndata: [DONE]\n\n");
+        assert_eq!(run(Expect::Openai, &late_err, 4).0, Err(ErrorKind::StreamError));
+        let late_bad = format!("{text}\n\ndata: {{\"choices\":[\n\ndata: [DONE]\n\n");
+        assert_eq!(run(Expect::Openai, &late_bad, 4).0, Err(ErrorKind::BadJson));
     }
 
     #[test]
