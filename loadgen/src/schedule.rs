@@ -5,7 +5,10 @@
 //! next: wait until an instant, send a request charged from an origin instant, or stop. In open loop
 //! the origin is the request's INTENDED send time on a constant schedule, not the moment it actually
 //! went out, so a stalled response charges its delay to every request queued behind it (coordinated
-//! omission corrected, as wrk2 does). In closed loop the origin is the actual send time.
+//! omission corrected, as wrk2 does). One exception: when the connection was idle and slept until the
+//! intended time, the timer's own lateness (monoio timers tick in milliseconds) is loadgen's, not the
+//! server's, so such a request is charged from when it actually went out. In closed loop the origin
+//! is always the actual send time.
 
 use std::time::Instant;
 
@@ -84,37 +87,42 @@ pub enum Step {
 pub struct Pacer {
     schedule: Option<Schedule>,
     window: Window,
+    /// The last step told the connection to sleep until the next intended time.
+    slept: bool,
 }
 
 impl Pacer {
     pub fn closed(window: Window) -> Self {
-        Self { schedule: None, window }
+        Self { schedule: None, window, slept: false }
     }
 
     pub fn open(window: Window, schedule: Schedule) -> Self {
-        Self { schedule: Some(schedule), window }
+        Self { schedule: Some(schedule), window, slept: false }
     }
 
     pub fn next(&mut self, now_ns: u64) -> Step {
         if now_ns >= self.window.end_ns {
             return Step::Stop;
         }
-        let origin_ns = match &mut self.schedule {
-            None => now_ns,
+        let (origin_ns, intended_ns) = match &mut self.schedule {
+            None => (now_ns, now_ns),
             Some(s) => {
                 let t = s.peek();
                 if t >= self.window.end_ns {
                     return Step::Stop;
                 }
                 if now_ns < t {
+                    self.slept = true;
                     return Step::WaitUntil(t);
                 }
-                // Late: send immediately but keep the intended time as the origin.
                 s.advance();
-                t
+                // Behind schedule because the server was slow: keep the intended time as the origin.
+                // Woken by our own timer: charge from now, the oversleep is not the server's doing.
+                let origin = if std::mem::take(&mut self.slept) { now_ns } else { t };
+                (origin, t)
             }
         };
-        Step::Send { origin_ns, record: origin_ns >= self.window.warmup_end_ns }
+        Step::Send { origin_ns, record: intended_ns >= self.window.warmup_end_ns }
     }
 }
 
@@ -138,14 +146,24 @@ mod tests {
     const MS: u64 = 1_000_000;
 
     /// Drives a pacer against a server whose service time is `service(i)`; returns (origin, latency µs).
-    fn simulate(mut pacer: Pacer, clock: &FakeClock, service: impl Fn(usize) -> u64) -> Vec<(u64, u64, bool)> {
+    fn simulate(pacer: Pacer, clock: &FakeClock, service: impl Fn(usize) -> u64) -> Vec<(u64, u64, bool)> {
+        simulate_with_slop(pacer, clock, 0, service)
+    }
+
+    /// As `simulate`, with a timer that wakes `slop` ns after the instant asked for.
+    fn simulate_with_slop(
+        mut pacer: Pacer,
+        clock: &FakeClock,
+        slop: u64,
+        service: impl Fn(usize) -> u64,
+    ) -> Vec<(u64, u64, bool)> {
         let mut out = Vec::new();
         loop {
             match pacer.next(clock.now_ns()) {
                 Step::Stop => return out,
                 Step::WaitUntil(t) => {
                     assert!(t > clock.now_ns());
-                    clock.0.set(t);
+                    clock.0.set(t + slop);
                 }
                 Step::Send { origin_ns, record } => {
                     clock.0.set(clock.now_ns() + service(out.len()));
@@ -186,6 +204,18 @@ mod tests {
         let lat_ms: Vec<u64> = got.iter().map(|g| g.1 / 1000).collect();
         // 2 sent at 20 done at 75; 3 intended 30, sent 75, done 76 → 46; 4 → 77-40; ... then back to 1.
         assert_eq!(lat_ms, vec![1, 1, 55, 46, 37, 28, 19, 10, 1, 1]);
+    }
+
+    #[test]
+    fn timer_oversleep_is_not_charged_but_a_stall_still_is() {
+        let clock = FakeClock(Cell::new(0));
+        let window = Window { warmup_end_ns: 0, end_ns: 100 * MS };
+        let pacer = Pacer::open(window, Schedule::new(0, 10.0 * MS as f64));
+        // The timer wakes 700 µs late; service takes 100 µs, except request 3 which stalls 25 ms.
+        let got = simulate_with_slop(pacer, &clock, 700_000, |i| if i == 3 { 25 * MS } else { 100_000 });
+        let lat_us: Vec<u64> = got.iter().map(|g| g.1).collect();
+        // 3 is sent at 30.7 and ends at 55.7; 4 (intended 40) and 5 (intended 50) were due while it ran.
+        assert_eq!(lat_us, vec![100, 100, 100, 25_000, 15_800, 5_900, 100, 100, 100, 100]);
     }
 
     #[test]
