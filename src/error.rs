@@ -164,6 +164,9 @@ const MAX_UPSTREAM_MESSAGE: usize = 1024;
 /// `{"error":{"message":..}}`, or `{"error":".."}`, or `{"message":..}`, or
 /// short plain text.
 pub fn upstream_message(body: &[u8]) -> Option<String> {
+    if !json::depth_within(body, json::MAX_DEPTH) {
+        return None;
+    }
     let pick = |s: &str| -> Option<String> {
         let s = s.trim();
         if s.is_empty() {

@@ -50,6 +50,54 @@ pub fn write_u64(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(buf.format(n).as_bytes());
 }
 
+/// Deepest nesting of objects and arrays we hand to sonic-rs. Its
+/// validating skip recurses once per level, so an attacker-chosen depth
+/// would overflow the worker's stack and abort the whole process. Real
+/// requests (tool schemas included) stay far below this.
+pub const MAX_DEPTH: usize = 128;
+
+/// Checks that `bytes` nest objects and arrays at most `max` deep, without
+/// parsing them. Brackets inside strings do not count; strings are skipped
+/// with a SIMD search for the next quote or backslash, so text-heavy bodies
+/// scan at memory speed. Malformed JSON passes through here and is refused
+/// by the real parser afterwards.
+pub fn depth_within(bytes: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max {
+                    return false;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b'"' => {
+                // Skip to the closing quote, hopping over escapes.
+                i += 1;
+                loop {
+                    match memchr::memchr2(b'"', b'\\', &bytes[i.min(bytes.len())..]) {
+                        None => return true,
+                        Some(off) => {
+                            let at = i + off;
+                            if bytes[at] == b'\\' {
+                                i = at + 2;
+                            } else {
+                                i = at;
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,6 +112,21 @@ mod tests {
             let back: String = sonic_rs::from_slice(&out).unwrap();
             assert_eq!(back, s);
         }
+    }
+
+    #[test]
+    fn depth_limits_count_only_structure() {
+        assert!(depth_within(br#"{"a":[1,{"b":[]}]}"#, 4));
+        assert!(!depth_within(br#"{"a":[1,{"b":[]}]}"#, 3));
+        let deep = "[".repeat(10_000);
+        assert!(!depth_within(deep.as_bytes(), MAX_DEPTH));
+        // Brackets inside strings, with escaped quotes, are text.
+        let s = format!(r#"{{"t":"{}\"{}"}}"#, "[".repeat(500), "{".repeat(500));
+        assert!(depth_within(s.as_bytes(), 1));
+        // Unterminated strings and trailing backslashes never panic.
+        assert!(depth_within(br#"{"a":"\"#, 2));
+        assert!(depth_within(br#"["abc"#, 2));
+        assert!(depth_within(b"\"", 0));
     }
 
     #[test]

@@ -77,6 +77,9 @@ pub fn warm_up() {
 /// Returns input token count for an Anthropic count_tokens request body
 /// ({model, messages, system?, tools?, tool_choice?, thinking?}).
 pub fn count_tokens(body: &[u8]) -> Result<u64, ProxyError> {
+    if !crate::json::depth_within(body, crate::json::MAX_DEPTH) {
+        return Err(ProxyError::bad_request("body nests objects or arrays deeper than 128 levels"));
+    }
     let mut messages = None;
     let mut system = None;
     let mut tools = None;

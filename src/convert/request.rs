@@ -76,6 +76,9 @@ const MAX_STOP: usize = 4;
 /// appended to `out`. On error `out` may hold a partial body; the caller
 /// discards it.
 pub fn convert_request(body: &[u8], opts: &RequestOptions, out: &mut Vec<u8>) -> Result<RequestMeta, ProxyError> {
+    if !json::depth_within(body, json::MAX_DEPTH) {
+        return Err(ProxyError::bad_request("body nests objects or arrays deeper than 128 levels"));
+    }
     let top = Top::read(body)?;
 
     let model = match &top.model {

@@ -36,6 +36,9 @@ use crate::json;
 /// `model` = the model name the client asked for (echoed back);
 /// `message_id` = a fresh `msg_` id from the caller.
 pub fn convert_response(body: &[u8], model: &str, message_id: &str, out: &mut Vec<u8>) -> Result<Outcome, ProxyError> {
+    if !crate::json::depth_within(body, crate::json::MAX_DEPTH) {
+        return Err(ProxyError::bad_gateway("upstream response nests objects or arrays deeper than 128 levels"));
+    }
     let top = parse_top(body)?;
     let start = out.len();
     let result = write_message(&top, model, message_id, out);
@@ -341,7 +344,12 @@ fn write_input(arguments: Option<&LazyValue<'_>>, name: &str, out: &mut Vec<u8>)
         out.extend_from_slice(b"{}");
         return;
     }
-    if trimmed.starts_with('{') && sonic_rs::from_str::<serde::de::IgnoredAny>(trimmed).is_ok() {
+    // The arguments are JSON inside a string, so the body's depth check did
+    // not see their nesting; check it before sonic-rs recurses into them.
+    if trimmed.starts_with('{')
+        && crate::json::depth_within(trimmed.as_bytes(), crate::json::MAX_DEPTH)
+        && sonic_rs::from_str::<serde::de::IgnoredAny>(trimmed).is_ok()
+    {
         write_raw_json(out, trimmed.as_bytes());
         return;
     }

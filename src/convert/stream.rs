@@ -168,7 +168,10 @@ impl State {
             return;
         }
         let data = ev.data.trim_ascii();
-        let step = if ev.event == b"error" {
+        let step = if !crate::json::depth_within(data, crate::json::MAX_DEPTH) {
+            // sonic-rs recurses per nesting level; refuse before it sees this.
+            Err(ProxyError::bad_gateway("upstream stream chunk nests deeper than 128 levels"))
+        } else if ev.event == b"error" {
             Err(stream_error(data, "upstream sent an error event"))
         } else if data == b"[DONE]" {
             self.finalize(out);
