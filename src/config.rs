@@ -260,10 +260,32 @@ fn find_config_file(cli: &Cli, home: Option<&Path>) -> anyhow::Result<Option<Pat
     Ok(home.map(|h| h.join(".config/ccproxy/config.toml")).filter(|p| p.exists()))
 }
 
+/// A TOML error as "file: line L, column C: message". toml's own Display
+/// quotes the offending source line, which may be the `api_key` line, so the
+/// snippet is deliberately left out.
+fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> anyhow::Error {
+    let message = e.message().trim_end();
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            // Name the key of the offending line, never its value.
+            let line_text = text[before.rfind('\n').map_or(0, |i| i + 1)..].lines().next().unwrap_or("");
+            let key = line_text.split('=').next().unwrap_or("").trim();
+            if line_text.contains('=') && !key.is_empty() {
+                anyhow!("config file {}: line {line}, column {column} (`{key}`): {message}", path.display())
+            } else {
+                anyhow!("config file {}: line {line}, column {column}: {message}", path.display())
+            }
+        }
+        None => anyhow!("config file {}: {message}", path.display()),
+    }
+}
+
 fn read_config_file(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
-    let mut file: FileConfig =
-        toml::from_str(&text).map_err(|e| anyhow!("config file {}: {}", path.display(), e.to_string().trim_end()))?;
+    let mut file: FileConfig = toml::from_str(&text).map_err(|e| toml_error(path, &text, &e))?;
     let origin = Origin { file: Some(path) };
     let expand = |name: &str, v: &mut Option<String>| -> anyhow::Result<()> {
         if let Some(s) = v {

@@ -50,6 +50,7 @@ impl Worker {
         let pool = Pool::new(&config.upstream);
         let limits = Limits { max_body_bytes: config.max_body_bytes, ..Limits::default() };
         let redactor = Redactor::new(config.upstream.api_key.as_deref());
+        crate::redact::install(config.upstream.api_key.as_deref());
         Worker { id, config, metrics, pool, limits, redactor }
     }
 

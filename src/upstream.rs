@@ -24,6 +24,9 @@ use crate::metrics::Shard;
 
 /// Most bytes of a failed upstream response we read to find its message.
 const MAX_ERROR_BODY: usize = 256 * 1024;
+/// Longest wait for the rest of an error body: the status is already known,
+/// so a provider that never finishes its error body must not hold the client.
+const ERROR_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Free space we ask for before each read, so large bodies need few reads.
 const READ_RESERVE: usize = 16 * 1024;
 
@@ -108,6 +111,11 @@ impl UpstreamConn {
     ) -> Result<bool, ProxyError> {
         let before = out.len();
         loop {
+            // A body that is empty by its framing (Content-Length: 0, 204)
+            // is complete before any read; waiting would hang until `idle`.
+            if dec.is_done() {
+                return Ok(true);
+            }
             if self.pos < self.buf.len() {
                 let (used, done) = dec.decode(&self.buf[self.pos..], out)?;
                 self.pos += used;
@@ -226,6 +234,19 @@ impl Pool {
         }
     }
 
+    /// Pops an idle connection that is still quiet. One the provider closed,
+    /// or one with stray bytes waiting (which would be misread as the next
+    /// response), is dropped.
+    fn checkout_idle(&self) -> Option<UpstreamConn> {
+        let mut idle = self.idle.borrow_mut();
+        while let Some(conn) = idle.pop() {
+            if crate::sockets::peek(&conn.stream) == crate::sockets::Peek::Quiet {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
     async fn connect(&self) -> Result<UpstreamConn, ProxyError> {
         let resolved;
         let addrs = if self.addrs.is_empty() {
@@ -270,7 +291,7 @@ impl Pool {
         let mut req = req;
         let mut fresh_only = false;
         loop {
-            let pooled = if fresh_only { None } else { self.idle.borrow_mut().pop() };
+            let pooled = if fresh_only { None } else { self.checkout_idle() };
             let reused = pooled.is_some();
             let mut conn = match pooled {
                 Some(c) => {
@@ -317,6 +338,7 @@ impl Pool {
 /// Reads the body of a non-2xx response and turns it into the Anthropic
 /// error the client should see.
 pub async fn error_from_response(ex: &mut Exchange, scratch: &mut Vec<u8>, idle: Duration) -> ProxyError {
+    let idle = idle.min(ERROR_BODY_TIMEOUT);
     scratch.clear();
     let status = ex.head.status;
     let retry_after = ex.head.retry_after;
