@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod convert;
+pub mod endpoints;
 pub mod error;
 pub mod http;
 pub mod json;

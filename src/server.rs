@@ -1,1 +1,130 @@
-//! placeholder: being written
+//! The thread-per-core engine.
+//!
+//! Receives the validated [`Config`] from `main` and emits running workers:
+//! one OS thread per worker, pinned to a core, each with its own monoio
+//! runtime (io_uring when the kernel allows it, epoll otherwise), its own
+//! SO_REUSEPORT listener and its own upstream pool. After start-up the
+//! workers share nothing but their read-only config and their own metrics
+//! shard, so the request path takes no lock and crosses no thread.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::{mpsc, Arc};
+
+use anyhow::Context;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::config::Config;
+use crate::lifecycle::{accept_loop, Worker};
+use crate::metrics::Metrics;
+
+/// Kernel accept backlog per listener; it holds bursts while workers are busy.
+const BACKLOG: i32 = 4096;
+/// io_uring submission queue entries per worker.
+const URING_ENTRIES: u32 = 1024;
+
+/// Binds one SO_REUSEPORT listener per worker. Port 0 is resolved by the
+/// first bind so every worker then shares the one real port.
+pub fn bind_listeners(addr: SocketAddr, n: usize) -> anyhow::Result<(Vec<std::net::TcpListener>, SocketAddr)> {
+    let mut listeners = Vec::with_capacity(n);
+    let mut actual = addr;
+    for i in 0..n {
+        let socket = Socket::new(Domain::for_address(actual), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&actual.into()).with_context(|| format!("cannot listen on {actual}"))?;
+        socket.listen(BACKLOG)?;
+        let l: std::net::TcpListener = socket.into();
+        if i == 0 {
+            actual = l.local_addr()?;
+        }
+        listeners.push(l);
+    }
+    Ok((listeners, actual))
+}
+
+/// Starts the workers and blocks for as long as they run.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let workers = config.workers.max(1);
+    let (listeners, addr) = bind_listeners(config.listen, workers)?;
+    let mut config = config;
+    config.listen = addr;
+    let config = Arc::new(config);
+    let metrics = Metrics::new(workers);
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+
+    // Loading the tokenizer takes a few hundred ms; do it off the request
+    // path so the first count_tokens call does not pay for it.
+    std::thread::Builder::new().name("ccproxy-warmup".into()).spawn(crate::tokens::warm_up)?;
+
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<&'static str, String>>();
+    let mut handles = Vec::with_capacity(workers);
+    for (id, listener) in listeners.into_iter().enumerate() {
+        let core = if cores.is_empty() { None } else { Some(cores[id % cores.len()]) };
+        let config = config.clone();
+        let metrics = metrics.clone();
+        let ready = ready_tx.clone();
+        let handle = std::thread::Builder::new().name(format!("ccproxy-w{id}")).spawn(move || {
+            if let Some(core) = core {
+                core_affinity::set_for_current(core);
+            }
+            worker_thread(id, listener, config, metrics, ready)
+        })?;
+        handles.push(handle);
+    }
+    drop(ready_tx);
+    let mut driver = "unknown";
+    for _ in 0..workers {
+        match ready_rx.recv() {
+            Ok(Ok(d)) => driver = d,
+            Ok(Err(e)) => anyhow::bail!("a worker failed to start: {e}"),
+            Err(_) => anyhow::bail!("a worker exited during start-up"),
+        }
+    }
+    let _ = metrics.driver.set(driver);
+    tracing::info!(
+        upstream = %config.upstream.base_url,
+        "ccproxy listening on http://{addr} workers={workers} driver={driver}"
+    );
+    for h in handles {
+        if h.join().is_err() {
+            anyhow::bail!("a worker thread panicked");
+        }
+    }
+    Ok(())
+}
+
+fn worker_thread(
+    id: usize,
+    listener: std::net::TcpListener,
+    config: Arc<Config>,
+    metrics: Arc<Metrics>,
+    ready: mpsc::Sender<Result<&'static str, String>>,
+) {
+    let built = monoio::RuntimeBuilder::<monoio::FusionDriver>::new().with_entries(URING_ENTRIES).enable_timer().build();
+    let mut rt = match built {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(format!("cannot build the runtime: {e}")));
+            return;
+        }
+    };
+    let driver = match &rt {
+        monoio::FusionRuntime::Uring(_) => "io_uring",
+        monoio::FusionRuntime::Legacy(_) => "epoll",
+    };
+    rt.block_on(async move {
+        let listener = match monoio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = ready.send(Err(format!("cannot register the listener: {e}")));
+                return;
+            }
+        };
+        let worker = Rc::new(Worker::new(id, config, metrics));
+        let _ = ready.send(Ok(driver));
+        drop(ready);
+        accept_loop(worker, listener).await;
+    });
+}
