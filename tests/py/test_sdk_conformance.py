@@ -7,7 +7,9 @@ test runs on both I/O drivers through the `client` fixture.
 
 from __future__ import annotations
 
+import http.client
 import json
+from urllib.parse import urlsplit
 
 import anthropic
 import pytest
@@ -366,8 +368,10 @@ def test_mid_stream_error_raises(client, mock):
     assert "upstream exploded" in info.value.body["error"]["message"]
 
 
-@pytest.mark.parametrize("fault", ["reset", "truncate"])
+@pytest.mark.parametrize("fault", ["reset", "truncate", None], ids=["reset", "truncate", "eof"])
 def test_broken_upstream_stream_is_an_error_not_end_turn(client, mock, fault):
+    """A reset, a chunked body cut off, or a clean end without finish_reason
+    or [DONE]: all are truncations, never a silent end_turn."""
     mock.script({"reply": {"text": ["one ", "two ", "three"], "cut_after": 3, "fault": fault}})
     with pytest.raises(anthropic.APIStatusError) as info:
         with client.messages.stream(model=MODEL, max_tokens=10, messages=ask()) as stream:
@@ -386,6 +390,63 @@ def test_unknown_anthropic_fields_are_not_forwarded(client, mock):
     assert blocks(msg) == [("text", "fine")]
     body = only_request(mock)["body"]  # the mock fixture fails on any unknown field
     assert oa_text(body["messages"][0]["content"]) == "sys"
+
+
+def test_raw_sse_event_discipline(proxy, mock):
+    """What the SDKs rely on, checked on the wire: an `event:` line equal to
+    data.type on every event, message_start first with empty content,
+    contiguous block indices each closed before the next opens, final usage
+    in message_delta, message_stop last."""
+    mock.script({"reply": {"reasoning_content": "hm", "text": "hi", "tool_calls": [
+        {"id": "c1", "name": "get_weather", "arguments": ['{"location"', ': "X"}']},
+        {"id": "c2", "name": "get_time", "arguments": '{}'}],
+        "usage": {"prompt_tokens": 30, "completion_tokens": 8}}})
+    u = urlsplit(proxy.url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    body = {"model": MODEL, "max_tokens": 100, "stream": True, "messages": ask(),
+            "tools": [WEATHER, CLOCK]}
+    conn.request("POST", "/v1/messages?beta=true", body=json.dumps(body),
+                 headers={"content-type": "application/json", "x-api-key": "k",
+                          "anthropic-version": "2023-06-01"})
+    resp = conn.getresponse()
+    assert resp.status == 200
+    assert resp.getheader("content-type", "").startswith("text/event-stream")
+    raw = resp.read().decode()
+    conn.close()
+    events = []
+    for block in raw.replace("\r\n", "\n").split("\n\n"):
+        lines = [ln for ln in block.split("\n") if ln and not ln.startswith(":")]
+        if not lines:
+            continue
+        name = next((ln[6:].strip() for ln in lines if ln.startswith("event:")), None)
+        data = json.loads("".join(ln[5:].strip() for ln in lines if ln.startswith("data:")))
+        assert name == data["type"], block
+        events.append(data)
+    events = [e for e in events if e["type"] != "ping"]
+    assert events[0]["type"] == "message_start"
+    assert events[0]["message"]["content"] == []
+    assert events[-1]["type"] == "message_stop"
+    assert events[-2]["type"] == "message_delta"
+    assert events[-2]["delta"]["stop_reason"] == "tool_use"
+    assert events[-2]["usage"]["output_tokens"] == 8
+    assert events[-2]["usage"]["input_tokens"] == 30
+    open_index, starts = None, []
+    for e in events[1:-2]:
+        if e["type"] == "content_block_start":
+            assert open_index is None, "block opened before the previous one closed"
+            open_index = e["index"]
+            starts.append((e["index"], e["content_block"]["type"]))
+            if e["content_block"]["type"] == "tool_use":
+                assert e["content_block"]["input"] == {}
+        elif e["type"] == "content_block_delta":
+            assert e["index"] == open_index
+        elif e["type"] == "content_block_stop":
+            assert e["index"] == open_index
+            open_index = None
+        else:
+            pytest.fail(f"unexpected event inside the message: {e['type']}")
+    assert open_index is None
+    assert starts == [(0, "thinking"), (1, "text"), (2, "tool_use"), (3, "tool_use")]
 
 
 # -------------------------------------------------------------- count_tokens
