@@ -12,6 +12,7 @@ pub mod http;
 pub mod json;
 pub mod lifecycle;
 pub mod metrics;
+pub mod redact;
 pub mod route;
 pub mod server;
 pub mod sse;

@@ -102,7 +102,8 @@ fn worker_thread(
     metrics: Arc<Metrics>,
     ready: mpsc::Sender<Result<&'static str, String>>,
 ) {
-    let built = monoio::RuntimeBuilder::<monoio::FusionDriver>::new().with_entries(URING_ENTRIES).enable_timer().build();
+    let built =
+        monoio::RuntimeBuilder::<monoio::FusionDriver>::new().with_entries(URING_ENTRIES).enable_timer().build();
     let mut rt = match built {
         Ok(rt) => rt,
         Err(e) => {

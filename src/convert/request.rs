@@ -1,1 +1,492 @@
-//! placeholder: being written
+//! Anthropic Messages request body → OpenAI Chat Completions request body.
+//!
+//! Receives the raw client body bytes from the lifecycle and appends the
+//! upstream body to a caller-owned buffer, returning the few facts the
+//! lifecycle needs afterwards ([`RequestMeta`]). Client mistakes become 400
+//! `invalid_request_error`s whose message names the offending field.
+//!
+//! The body is read lazily with sonic-rs: one validating pass over the top
+//! level collects borrowed [`LazyValue`]s (top-level keys may come in any
+//! order, and `system` must be written before `messages`), then a write pass
+//! walks them without re-validating. Strings are never unescaped: a JSON
+//! string literal from the input is already valid output, so texts, ids,
+//! schemas and tool inputs are copied as raw spans, and joined texts are
+//! built by concatenating raw string bodies.
+//!
+//! Mapping decisions this module owns (README's mapping rules mirror them):
+//! - `system` blocks are joined with `"\n\n"` into one leading system message;
+//!   a mid-list `role:"system"` message stays in place as a system message.
+//! - Tool results become `role:"tool"` messages, in order, before the rest of
+//!   their user turn; see [`messages`] for `is_error` and images.
+//! - `stop_sequences`: OpenAI takes at most 4, so the first 4 are sent and the
+//!   rest are dropped with a debug log line (refusing would break clients that
+//!   work against Anthropic); `stop` is only sent when non-empty.
+//! - `metadata.user_id` → `user` only when it is at most [`MAX_USER_LEN`]
+//!   characters (OpenAI rejects longer ones; Claude Code's is longer, so it is
+//!   usually dropped).
+//! - `top_k` is dropped. Server tools (a `type` other than `custom`, e.g.
+//!   `web_search_20250305`) carry no `input_schema` and have no OpenAI
+//!   equivalent, so they are skipped.
+//! - `thinking` → `reasoning_effort` only when the target accepts it, by
+//!   budget: below 4096 → `low`, below 16384 → `medium`, else `high`;
+//!   `adaptive` uses `output_config.effort` (`max` → `high`) and otherwise
+//!   `high`, Anthropic's default effort.
+//! - Every other top-level field (`context_management`, `output_config`,
+//!   `service_tier`, `container`, `cache_control`, ...) is never forwarded.
+
+mod messages;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+
+use sonic_rs::{JsonValueTrait, LazyValue};
+
+use crate::error::ProxyError;
+use crate::json;
+use crate::route::ModelRoute;
+
+/// What the target upstream accepts beyond plain Chat Completions.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestOptions<'a> {
+    /// Upstream model = `route.resolve(client_model)`.
+    pub route: &'a ModelRoute,
+    /// The target accepts `reasoning_effort`; if false, `thinking` is dropped.
+    pub reasoning_effort: bool,
+    /// The target accepts `{"type":"file","file":{"filename","file_data"}}`
+    /// parts; if false, a base64 PDF document is a 400 naming the block.
+    pub pdf_file_parts: bool,
+}
+
+/// Facts about the client request the lifecycle needs after conversion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestMeta {
+    /// The model name the client asked for (echoed back in responses).
+    pub client_model: String,
+    pub stream: bool,
+}
+
+/// Longest `metadata.user_id` forwarded as OpenAI's `user`, in characters.
+pub const MAX_USER_LEN: usize = 64;
+
+/// OpenAI's cap on `stop` entries.
+const MAX_STOP: usize = 4;
+
+/// Converts an Anthropic Messages body into an OpenAI Chat Completions body
+/// appended to `out`. On error `out` may hold a partial body; the caller
+/// discards it.
+pub fn convert_request(body: &[u8], opts: &RequestOptions, out: &mut Vec<u8>) -> Result<RequestMeta, ProxyError> {
+    let top = Top::read(body)?;
+
+    let model = match &top.model {
+        None => return Err(ProxyError::bad_request("model: required")),
+        Some(v) => match v.as_str() {
+            Some(s) if !s.is_empty() => s,
+            _ => return Err(ProxyError::bad_request("model: must be a non-empty string")),
+        },
+    };
+    let max_tokens = match &top.max_tokens {
+        None => return Err(ProxyError::bad_request("max_tokens: required")),
+        Some(v) => match v.as_u64() {
+            Some(n) if n > 0 => n,
+            _ => return Err(ProxyError::bad_request("max_tokens: must be a positive integer")),
+        },
+    };
+    let msgs = match top.messages {
+        None => return Err(ProxyError::bad_request("messages: required")),
+        Some(v) if v.is_array() => v,
+        Some(_) => return Err(ProxyError::bad_request("messages: must be an array")),
+    };
+    let stream = match &top.stream {
+        None => false,
+        Some(v) if v.is_null() => false,
+        Some(v) => v.as_bool().ok_or_else(|| ProxyError::bad_request("stream: must be a boolean"))?,
+    };
+
+    out.extend_from_slice(b"{\"model\":");
+    json::write_str(out, opts.route.resolve(model));
+    out.extend_from_slice(b",\"messages\":[");
+    if let Some(system) = present(top.system) {
+        messages::write_system(out, system, Loc::System)?;
+    }
+    let n = messages::write_messages(out, msgs, opts)?;
+    if n == 0 {
+        return Err(ProxyError::bad_request("messages: must contain at least one message"));
+    }
+    close_array(out);
+
+    out.extend_from_slice(b",\"max_tokens\":");
+    json::write_u64(out, max_tokens);
+    if stream {
+        out.extend_from_slice(b",\"stream\":true,\"stream_options\":{\"include_usage\":true}");
+    }
+    write_number(out, b",\"temperature\":", present(top.temperature), "temperature")?;
+    write_number(out, b",\"top_p\":", present(top.top_p), "top_p")?;
+    if let Some(stops) = present(top.stop_sequences) {
+        write_stop(out, stops)?;
+    }
+    if let Some(meta) = present(top.metadata) {
+        write_user(out, meta)?;
+    }
+    let has_tools = match present(top.tools) {
+        Some(tools) => write_tools(out, tools)?,
+        None => false,
+    };
+    if let Some(choice) = present(top.tool_choice) {
+        write_tool_choice(out, choice, has_tools)?;
+    }
+    if let Some(thinking) = present(top.thinking) {
+        let effort = reasoning_effort(thinking, present(top.output_config))?;
+        if let (Some(effort), true) = (effort, opts.reasoning_effort) {
+            out.extend_from_slice(b",\"reasoning_effort\":\"");
+            out.extend_from_slice(effort.as_bytes());
+            out.push(b'"');
+        }
+    }
+    out.push(b'}');
+
+    Ok(RequestMeta { client_model: model.to_owned(), stream })
+}
+
+/// The top-level fields we read; everything else is dropped unseen.
+#[derive(Default)]
+struct Top<'a> {
+    model: Option<LazyValue<'a>>,
+    messages: Option<LazyValue<'a>>,
+    system: Option<LazyValue<'a>>,
+    max_tokens: Option<LazyValue<'a>>,
+    stream: Option<LazyValue<'a>>,
+    temperature: Option<LazyValue<'a>>,
+    top_p: Option<LazyValue<'a>>,
+    stop_sequences: Option<LazyValue<'a>>,
+    metadata: Option<LazyValue<'a>>,
+    tools: Option<LazyValue<'a>>,
+    tool_choice: Option<LazyValue<'a>>,
+    thinking: Option<LazyValue<'a>>,
+    output_config: Option<LazyValue<'a>>,
+}
+
+impl<'a> Top<'a> {
+    /// The one validating pass: every value, used or not, is checked as JSON
+    /// here, which is what lets the write pass iterate without re-validating.
+    fn read(body: &'a [u8]) -> Result<Self, ProxyError> {
+        let mut top = Top::default();
+        let mut end = None;
+        for item in sonic_rs::to_object_iter(body) {
+            let (key, value) = item.map_err(json_error)?;
+            end = Some(span_end(body, &value));
+            let slot = match key.as_ref() {
+                "model" => &mut top.model,
+                "messages" => &mut top.messages,
+                "system" => &mut top.system,
+                "max_tokens" => &mut top.max_tokens,
+                "stream" => &mut top.stream,
+                "temperature" => &mut top.temperature,
+                "top_p" => &mut top.top_p,
+                "stop_sequences" => &mut top.stop_sequences,
+                "metadata" => &mut top.metadata,
+                "tools" => &mut top.tools,
+                "tool_choice" => &mut top.tool_choice,
+                "thinking" => &mut top.thinking,
+                "output_config" => &mut top.output_config,
+                _ => continue,
+            };
+            *slot = Some(value);
+        }
+        check_trailing(body, end)?;
+        Ok(top)
+    }
+}
+
+fn json_error(e: sonic_rs::Error) -> ProxyError {
+    // sonic's Display appends a multi-line excerpt of the body; the first
+    // line (message with line/column) is what a client needs.
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or("parse error");
+    ProxyError::bad_request(format!("body is not valid JSON: {first}"))
+}
+
+/// Offset just past `v`'s raw text inside `body`.
+fn span_end(body: &[u8], v: &LazyValue) -> Option<usize> {
+    let raw = v.as_raw_str();
+    let start = (raw.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
+    let end = start.checked_add(raw.len())?;
+    (end <= body.len()).then_some(end)
+}
+
+/// sonic's object iterator stops at the closing brace and ignores whatever
+/// follows, so `{...} garbage` would otherwise be accepted.
+fn check_trailing(body: &[u8], last_value_end: Option<Option<usize>>) -> Result<(), ProxyError> {
+    let rest = match last_value_end {
+        Some(Some(end)) => body.get(end..).unwrap_or_default(),
+        // Could not locate the value (not a borrowed span): nothing to check.
+        Some(None) => return Ok(()),
+        // Empty object: the body is `{` ws `}` plus whatever follows.
+        None => match body.iter().position(|&b| b == b'{') {
+            Some(open) => body.get(open + 1..).unwrap_or_default(),
+            None => return Ok(()),
+        },
+    };
+    let is_ws = |b: &u8| matches!(b, b' ' | b'\n' | b'\r' | b'\t');
+    let mut it = rest.iter().skip_while(|b| is_ws(b));
+    match it.next() {
+        Some(b'}') if it.all(is_ws) => Ok(()),
+        _ => Err(ProxyError::bad_request("body is not valid JSON: trailing characters after the top-level object")),
+    }
+}
+
+/// `null` counts as absent for every optional field.
+fn present(v: Option<LazyValue<'_>>) -> Option<LazyValue<'_>> {
+    v.filter(|v| !v.is_null())
+}
+
+/// Where in the request a value sits, for error messages only.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Loc {
+    System,
+    SystemBlock(usize),
+    Msg(usize),
+    Block(usize, usize),
+    Sub(usize, usize, usize),
+}
+
+impl fmt::Display for Loc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Loc::System => f.write_str("system"),
+            Loc::SystemBlock(j) => write!(f, "system.{j}"),
+            Loc::Msg(i) => write!(f, "messages.{i}"),
+            Loc::Block(i, j) => write!(f, "messages.{i}.content.{j}"),
+            Loc::Sub(i, j, k) => write!(f, "messages.{i}.content.{j}.content.{k}"),
+        }
+    }
+}
+
+/// A 400 whose message starts with the field path.
+pub(crate) fn bad(at: impl fmt::Display, what: impl fmt::Display) -> ProxyError {
+    ProxyError::bad_request(format!("{at}: {what}"))
+}
+
+/// The escaped contents of a JSON string value, without its quotes. The value
+/// was validated by sonic, so the span is valid JSON string content as is.
+pub(crate) fn raw_body<'v>(v: &'v LazyValue<'_>) -> &'v str {
+    let raw = v.as_raw_str();
+    raw.get(1..raw.len().saturating_sub(1)).unwrap_or("")
+}
+
+/// Elements are written each followed by a comma; this drops the last one
+/// and closes the array. Rolling back an element is then a plain truncate.
+pub(crate) fn close_array(out: &mut Vec<u8>) {
+    if out.last() == Some(&b',') {
+        out.pop();
+    }
+    out.push(b']');
+}
+
+fn write_number(out: &mut Vec<u8>, key: &[u8], v: Option<LazyValue<'_>>, name: &str) -> Result<(), ProxyError> {
+    if let Some(v) = v {
+        if !v.is_number() {
+            return Err(bad(name, "must be a number"));
+        }
+        out.extend_from_slice(key);
+        out.extend_from_slice(v.as_raw_str().as_bytes());
+    }
+    Ok(())
+}
+
+fn write_stop(out: &mut Vec<u8>, stops: LazyValue<'_>) -> Result<(), ProxyError> {
+    let iter = stops.into_array_iter().ok_or_else(|| bad("stop_sequences", "must be an array of strings"))?;
+    let mark = out.len();
+    out.extend_from_slice(b",\"stop\":[");
+    let mut n = 0usize;
+    for (i, s) in iter.enumerate() {
+        let s = s.map_err(json_error)?;
+        if !s.is_str() {
+            return Err(bad(format_args!("stop_sequences.{i}"), "must be a string"));
+        }
+        if n < MAX_STOP {
+            out.extend_from_slice(s.as_raw_str().as_bytes());
+            out.push(b',');
+        }
+        n += 1;
+    }
+    if n == 0 {
+        out.truncate(mark);
+        return Ok(());
+    }
+    if n > MAX_STOP {
+        tracing::debug!(sent = MAX_STOP, dropped = n - MAX_STOP, "stop_sequences: OpenAI takes at most 4");
+    }
+    close_array(out);
+    Ok(())
+}
+
+fn write_user(out: &mut Vec<u8>, meta: LazyValue<'_>) -> Result<(), ProxyError> {
+    let iter = meta.into_object_iter().ok_or_else(|| bad("metadata", "must be an object"))?;
+    for item in iter {
+        let (key, v) = item.map_err(json_error)?;
+        if key != "user_id" || v.is_null() {
+            continue;
+        }
+        let id = v.as_str().ok_or_else(|| bad("metadata.user_id", "must be a string"))?;
+        if !id.is_empty() && id.chars().count() <= MAX_USER_LEN {
+            out.extend_from_slice(b",\"user\":");
+            out.extend_from_slice(v.as_raw_str().as_bytes());
+        }
+    }
+    Ok(())
+}
+
+/// Writes `,"tools":[...]` and returns whether any function tool was written.
+fn write_tools(out: &mut Vec<u8>, tools: LazyValue<'_>) -> Result<bool, ProxyError> {
+    let iter = tools.into_array_iter().ok_or_else(|| bad("tools", "must be an array"))?;
+    let mark = out.len();
+    out.extend_from_slice(b",\"tools\":[");
+    let mut written = 0usize;
+    for (i, tool) in iter.enumerate() {
+        let tool = tool.map_err(json_error)?;
+        let fields = tool.into_object_iter().ok_or_else(|| bad(format_args!("tools.{i}"), "must be an object"))?;
+        let (mut ty, mut name, mut desc, mut schema) = (None, None, None, None);
+        for item in fields {
+            let (key, v) = item.map_err(json_error)?;
+            match key.as_ref() {
+                "type" => ty = Some(v),
+                "name" => name = Some(v),
+                "description" => desc = Some(v),
+                "input_schema" => schema = Some(v),
+                _ => {}
+            }
+        }
+        if let Some(ty) = present(ty) {
+            match ty.as_str() {
+                Some("custom") => {}
+                Some(kind) => {
+                    tracing::debug!(tool = i, kind, "skipping Anthropic server tool: no OpenAI equivalent");
+                    continue;
+                }
+                None => return Err(bad(format_args!("tools.{i}.type"), "must be a string")),
+            }
+        }
+        let name = name.filter(|n| n.is_str()).ok_or_else(|| bad(format_args!("tools.{i}.name"), "required string"))?;
+        let schema = schema
+            .filter(|s| s.is_object())
+            .ok_or_else(|| bad(format_args!("tools.{i}.input_schema"), "required object"))?;
+        out.extend_from_slice(b"{\"type\":\"function\",\"function\":{\"name\":");
+        out.extend_from_slice(name.as_raw_str().as_bytes());
+        if let Some(desc) = present(desc) {
+            if !desc.is_str() {
+                return Err(bad(format_args!("tools.{i}.description"), "must be a string"));
+            }
+            out.extend_from_slice(b",\"description\":");
+            out.extend_from_slice(desc.as_raw_str().as_bytes());
+        }
+        out.extend_from_slice(b",\"parameters\":");
+        out.extend_from_slice(schema.as_raw_str().as_bytes());
+        out.extend_from_slice(b"}},");
+        written += 1;
+    }
+    if written == 0 {
+        // OpenAI rejects an empty `tools` array.
+        out.truncate(mark);
+        return Ok(false);
+    }
+    close_array(out);
+    Ok(true)
+}
+
+/// OpenAI rejects `tool_choice`/`parallel_tool_calls` without tools, so both
+/// are only written when at least one function tool went out.
+fn write_tool_choice(out: &mut Vec<u8>, choice: LazyValue<'_>, has_tools: bool) -> Result<(), ProxyError> {
+    let fields = choice.into_object_iter().ok_or_else(|| bad("tool_choice", "must be an object"))?;
+    let (mut ty, mut name, mut no_parallel) = (None, None, false);
+    for item in fields {
+        let (key, v) = item.map_err(json_error)?;
+        match key.as_ref() {
+            "type" => ty = Some(v),
+            "name" => name = Some(v),
+            "disable_parallel_tool_use" => {
+                no_parallel = match v.as_bool() {
+                    Some(b) => b,
+                    None if v.is_null() => false,
+                    None => return Err(bad("tool_choice.disable_parallel_tool_use", "must be a boolean")),
+                }
+            }
+            _ => {}
+        }
+    }
+    let ty = ty.ok_or_else(|| bad("tool_choice.type", "required"))?;
+    let value: &[u8] = match ty.as_str() {
+        Some("auto") => b"\"auto\"",
+        Some("any") => b"\"required\"",
+        Some("none") => b"\"none\"",
+        Some("tool") => b"",
+        _ => return Err(bad("tool_choice.type", "must be \"auto\", \"any\", \"tool\" or \"none\"")),
+    };
+    let name = match (value.is_empty(), name) {
+        (true, Some(n)) if n.is_str() => Some(n),
+        (true, _) => return Err(bad("tool_choice.name", "required string when type is \"tool\"")),
+        (false, _) => None,
+    };
+    if !has_tools {
+        return Ok(());
+    }
+    out.extend_from_slice(b",\"tool_choice\":");
+    match name {
+        Some(n) => {
+            out.extend_from_slice(b"{\"type\":\"function\",\"function\":{\"name\":");
+            out.extend_from_slice(n.as_raw_str().as_bytes());
+            out.extend_from_slice(b"}}");
+        }
+        None => out.extend_from_slice(value),
+    }
+    if no_parallel {
+        out.extend_from_slice(b",\"parallel_tool_calls\":false");
+    }
+    Ok(())
+}
+
+/// Budget thresholds for `thinking.budget_tokens` → `reasoning_effort`.
+/// Claude Code's "think" (4000) maps to low, "think hard" (10000) to medium,
+/// "ultrathink" (31999) to high.
+const LOW_BELOW: u64 = 4096;
+const MEDIUM_BELOW: u64 = 16384;
+
+/// Validates `thinking` and picks the effort it implies (None: disabled).
+fn reasoning_effort(
+    thinking: LazyValue<'_>,
+    output_config: Option<LazyValue<'_>>,
+) -> Result<Option<&'static str>, ProxyError> {
+    let fields = thinking.into_object_iter().ok_or_else(|| bad("thinking", "must be an object"))?;
+    let (mut ty, mut budget) = (None, None);
+    for item in fields {
+        let (key, v) = item.map_err(json_error)?;
+        match key.as_ref() {
+            "type" => ty = Some(v),
+            "budget_tokens" => budget = Some(v),
+            _ => {}
+        }
+    }
+    let ty = ty.ok_or_else(|| bad("thinking.type", "required"))?;
+    match ty.as_str() {
+        Some("disabled") => Ok(None),
+        Some("enabled") => {
+            let budget = budget.and_then(|b| b.as_u64()).ok_or_else(|| {
+                bad("thinking.budget_tokens", "required non-negative integer when type is \"enabled\"")
+            })?;
+            Ok(Some(match budget {
+                b if b < LOW_BELOW => "low",
+                b if b < MEDIUM_BELOW => "medium",
+                _ => "high",
+            }))
+        }
+        Some("adaptive") => {
+            let effort = output_config.as_ref().and_then(|c| c.get("effort"));
+            Ok(Some(match effort.as_ref().and_then(|e| e.as_str()) {
+                Some("low") => "low",
+                Some("medium") => "medium",
+                _ => "high",
+            }))
+        }
+        _ => Err(bad("thinking.type", "must be \"enabled\", \"disabled\" or \"adaptive\"")),
+    }
+}

@@ -1,0 +1,100 @@
+//! Keeps the upstream API key out of everything a client or a log sees.
+//!
+//! Receives the configured key once per worker and, on the request path,
+//! bytes or messages that came from the upstream (error bodies, mid-stream
+//! error events); emits them with every occurrence of the key replaced.
+//! Some providers echo the key they rejected ("Incorrect API key provided:
+//! sk-..."), so relaying their words verbatim would leak it.
+
+use std::borrow::Cow;
+
+use memchr::memmem::Finder;
+
+use crate::error::ProxyError;
+
+/// What the key is replaced with.
+pub const MASK: &str = "[redacted]";
+
+/// A precompiled search for one secret.
+pub struct Redactor {
+    finder: Option<Finder<'static>>,
+}
+
+impl Redactor {
+    /// `key` of `None` or empty redacts nothing.
+    pub fn new(key: Option<&str>) -> Self {
+        let finder = key.filter(|k| !k.is_empty()).map(|k| Finder::new(k.as_bytes()).into_owned());
+        Redactor { finder }
+    }
+
+    /// Whether `bytes` contain the secret.
+    #[inline]
+    pub fn hits(&self, bytes: &[u8]) -> bool {
+        match &self.finder {
+            Some(f) => f.find(bytes).is_some(),
+            None => false,
+        }
+    }
+
+    /// Replaces every occurrence of the secret in `buf`, in place. The happy
+    /// path is a single SIMD scan that finds nothing and allocates nothing.
+    pub fn scrub_bytes(&self, buf: &mut Vec<u8>) {
+        let Some(f) = &self.finder else { return };
+        if f.find(buf).is_none() {
+            return;
+        }
+        let mut out = Vec::with_capacity(buf.len());
+        let mut rest: &[u8] = buf;
+        while let Some(i) = f.find(rest) {
+            out.extend_from_slice(&rest[..i]);
+            out.extend_from_slice(MASK.as_bytes());
+            rest = &rest[i + f.needle().len()..];
+        }
+        out.extend_from_slice(rest);
+        *buf = out;
+    }
+
+    /// Replaces the secret in an error's message.
+    pub fn scrub_error(&self, e: &mut ProxyError) {
+        if self.hits(e.message.as_bytes()) {
+            let mut bytes = e.message.as_bytes().to_vec();
+            self.scrub_bytes(&mut bytes);
+            e.message = Cow::Owned(String::from_utf8_lossy(&bytes).into_owned());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_every_occurrence() {
+        let r = Redactor::new(Some("sk-secret"));
+        let mut b = b"a sk-secret b sk-secretsk-secret".to_vec();
+        r.scrub_bytes(&mut b);
+        assert_eq!(b, b"a [redacted] b [redacted][redacted]");
+    }
+
+    #[test]
+    fn no_key_no_change() {
+        let r = Redactor::new(None);
+        let mut b = b"sk-secret".to_vec();
+        r.scrub_bytes(&mut b);
+        assert_eq!(b, b"sk-secret");
+        assert!(!Redactor::new(Some("")).hits(b"anything"));
+    }
+
+    #[test]
+    fn errors_are_scrubbed() {
+        let r = Redactor::new(Some("sk-secret"));
+        let mut e = ProxyError::from_upstream_status(
+            401,
+            br#"{"error":{"message":"Incorrect API key provided: sk-secret"}}"#,
+            None,
+        );
+        r.scrub_error(&mut e);
+        assert!(!e.message.contains("sk-secret"));
+        assert!(e.message.contains("[redacted]"));
+    }
+}
