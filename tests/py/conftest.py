@@ -3,8 +3,9 @@
 The mock runs in-process on 127.0.0.1:0 for the whole session and is reset
 before every test. ccproxy is started once per driver (io_uring by default,
 epoll with MONOIO_FORCE_LEGACY_DRIVER=1) from CCPROXY_BIN, else
-``${CARGO_TARGET_DIR:-<repo>/target}/debug/ccproxy``; its stderr is drained
-into memory so tests can inspect the log.
+``${CARGO_TARGET_DIR:-<repo>/target}/debug/ccproxy``; the logged driver must
+be the one asked for. Its output is drained into memory so tests can inspect
+the log, and the upstream key must never appear in it.
 """
 
 from __future__ import annotations
@@ -125,6 +126,10 @@ def mock(mock_server: MockControl):
 @pytest.fixture(scope="session", params=DRIVERS)
 def proxy(request, mock_server: MockControl, tmp_path_factory):
     p = Proxy(request.param, mock_server, str(tmp_path_factory.mktemp("home")))
+    if p.logged_driver != request.param:
+        p.stop()
+        pytest.fail(f"asked for the {request.param} driver, ccproxy logged driver="
+                    f"{p.logged_driver}:\n{p.log()[-2000:]}")
     yield p
     p.stop()
     assert UPSTREAM_KEY not in p.log(), "the upstream key leaked into the proxy log"

@@ -73,8 +73,9 @@ def test_non_streaming_text(client, mock):
                            "usage": {"prompt_tokens": 21, "completion_tokens": 5}}})
     msg = client.messages.create(
         model=MODEL, max_tokens=300, system="Be brief.", messages=ask("Say hello"),
-        temperature=0.5, top_p=0.9, top_k=40, stop_sequences=["END"],
-        metadata={"user_id": "user-123"})
+        stop_sequences=["END"], metadata={"user_id": "user-123"},
+        # This SDK version no longer has sampling keywords; the API still takes them.
+        extra_body={"temperature": 0.5, "top_p": 0.9, "top_k": 40})
     assert msg.type == "message" and msg.role == "assistant"
     assert msg.id.startswith("msg_")
     assert blocks(msg) == [("text", "Hello from the mock.")]
