@@ -260,6 +260,33 @@ def test_tool_results_round_trip(client, mock):
     assert oa_text(body["messages"][4]["content"]) == "Summarize."
 
 
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+
+
+def test_images_become_openai_parts(client, mock):
+    """Images in user turns become image_url parts; an image inside a
+    tool_result moves to a user message after the tool message."""
+    mock.script({"reply": {"text": "a red dot"}})
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}
+    client.messages.create(model=MODEL, max_tokens=50, tools=[WEATHER], messages=[
+        {"role": "user", "content": [image, {"type": "text", "text": "what is this?"}]},
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "toolu_i", "name": "get_weather", "input": {"location": "X"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_i", "content": [
+            {"type": "text", "text": "radar attached"}, image]}]},
+    ])
+    msgs = only_request(mock)["body"]["messages"]
+    assert [m["role"] for m in msgs] == ["user", "assistant", "tool", "user"]
+    parts = msgs[0]["content"]
+    assert parts[0] == {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}} \
+        or (parts[0]["type"] == "image_url"
+            and parts[0]["image_url"]["url"] == f"data:image/png;base64,{PNG}")
+    assert oa_text([p for p in parts if p["type"] == "text"]) == "what is this?"
+    assert "radar attached" in oa_text(msgs[2]["content"])
+    moved = msgs[3]["content"]
+    assert any(p["type"] == "image_url" and p["image_url"]["url"].endswith(PNG) for p in moved)
+
+
 # ------------------------------------------------------------------ thinking
 
 
