@@ -15,5 +15,6 @@ pub mod metrics;
 pub mod route;
 pub mod server;
 pub mod sse;
+pub mod tls;
 pub mod tokens;
 pub mod upstream;
