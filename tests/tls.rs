@@ -146,7 +146,13 @@ fn serve_tls(tcp: TcpStream, server: Arc<ServerConfig>, log: &MockLog) {
         let Some((line, host, body)) = read_request(&mut tls, &mut buf) else { return };
         log.requests.lock().unwrap().push((line, host));
         let stream = find(&body, b"\"stream\":true,").is_some();
-        let ok = if stream { write_sse(&mut tls) } else { write_json(&mut tls) };
+        let ok = if stream {
+            write_sse(&mut tls)
+        } else if body.len() > BIG {
+            write_big_json(&mut tls)
+        } else {
+            write_json(&mut tls)
+        };
         if ok.is_err() {
             return;
         }
@@ -189,6 +195,17 @@ fn write_json(w: &mut impl Write) -> std::io::Result<()> {
         format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", COMPLETION.len());
     w.write_all(head.as_bytes())?;
     w.write_all(COMPLETION.as_bytes())?;
+    w.flush()
+}
+
+/// Request bodies past this size get a large answer.
+const BIG: usize = 1 << 20;
+
+/// A completion whose text is `BIG / 2` bytes of `x`.
+fn write_big_json(w: &mut impl Write) -> std::io::Result<()> {
+    let json = COMPLETION.replace("hello over tls", &"x".repeat(BIG / 2));
+    write!(w, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", json.len())?;
+    w.write_all(json.as_bytes())?;
     w.flush()
 }
 
@@ -308,8 +325,12 @@ fn spawn_proxy(config: &Path, legacy: bool) -> Proxy {
 
 /// One request over a fresh connection; returns status and de-chunked body.
 fn post_messages(port: u16, stream: bool) -> (u16, String) {
+    post_messages_with(port, stream, "hi")
+}
+
+fn post_messages_with(port: u16, stream: bool, text: &str) -> (u16, String) {
     let body = format!(
-        r#"{{"model":"claude-sonnet-4-5","max_tokens":64,"stream":{stream},"messages":[{{"role":"user","content":"hi"}}]}}"#
+        r#"{{"model":"claude-sonnet-4-5","max_tokens":64,"stream":{stream},"messages":[{{"role":"user","content":"{text}"}}]}}"#
     );
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
@@ -514,5 +535,30 @@ fn refused_connect_is_a_clear_502() {
             forward.port
         );
         assert!(body.contains(&want), "{body}");
+    });
+}
+
+#[test]
+fn large_bodies_cross_tls_both_ways() {
+    both_drivers(|legacy| {
+        let pki = pki();
+        let mock = start_mock(pki.server.clone());
+        let dir = TempDir::new("big");
+        let ca = dir.write("ca.pem", &pki.ca_pem);
+        let cfg = config(
+            &dir,
+            &format!("https://localhost:{}/v1", mock.port),
+            &format!("ca_file = \"{}\"\n", toml_path(&ca)),
+        );
+        let proxy = spawn_proxy(&cfg, legacy);
+        // Bigger than rustls' outgoing buffer, so the write loops.
+        let (status, body) = post_messages_with(proxy.port, false, &"y".repeat(BIG + 1000));
+        assert_eq!(status, 200, "{}", &body[..body.len().min(300)]);
+        assert!(body.contains(&"x".repeat(BIG / 2)), "legacy={legacy}");
+        // The connection stays usable after a large exchange.
+        let (status, body) = post_messages(proxy.port, false);
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("hello over tls"), "{body}");
+        assert_eq!(mock.log.handshakes.load(Ordering::SeqCst), 1);
     });
 }
