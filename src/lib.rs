@@ -17,5 +17,6 @@ pub mod route;
 pub mod server;
 pub mod sockets;
 pub mod sse;
+pub mod tls;
 pub mod tokens;
 pub mod upstream;

@@ -25,11 +25,11 @@ pub enum Peek {
 }
 
 /// Looks at the socket without consuming anything and without blocking.
-pub fn peek(stream: &TcpStream) -> Peek {
+pub fn peek(fd: std::os::fd::RawFd) -> Peek {
     let mut byte = [0u8; 1];
-    // SAFETY: the fd is owned by `stream`, which outlives the call, and the
-    // buffer is a valid 1-byte stack array.
-    let n = unsafe { libc::recv(stream.as_raw_fd(), byte.as_mut_ptr().cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+    // SAFETY: recv on a caller-owned fd into a valid 1-byte stack buffer; a
+    // stale fd can only make recv fail, which reads as Closed.
+    let n = unsafe { libc::recv(fd, byte.as_mut_ptr().cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
     match n {
         0 => Peek::Closed,
         n if n > 0 => Peek::Data,
@@ -48,7 +48,7 @@ pub async fn hung_up(stream: &TcpStream) {
         if stream.readable(false).await.is_err() {
             return;
         }
-        match peek(stream) {
+        match peek(stream.as_raw_fd()) {
             Peek::Closed => return,
             Peek::Data => std::future::pending::<()>().await,
             Peek::Quiet => {}
