@@ -2,7 +2,8 @@
 //!
 //! Receives the parsed [`Cli`] (clap, from `main`), the TOML config file it
 //! names (or `$HOME/.config/ccproxy/config.toml` when that exists) and the
-//! environment (for `${VAR}` interpolation and `CCPROXY_UPSTREAM_KEY`).
+//! environment (for `${VAR}` interpolation, `CCPROXY_UPSTREAM_KEY` and
+//! `HTTPS_PROXY` / `NO_PROXY`).
 //! Emits a [`Config`] the server and the upstream client read at start-up:
 //! precedence is command line > config file > built-in defaults, and every
 //! error names the flag or the file field it came from. The upstream key is
@@ -99,16 +100,36 @@ pub struct Config {
     pub source: Option<PathBuf>,
 }
 
-/// Where and how to reach the OpenAI-compatible provider.
-#[derive(Clone, PartialEq)]
-pub struct UpstreamConfig {
-    /// Normalized: `http://host[:port][/prefix]`, no trailing slash.
-    pub base_url: String,
+/// A forward proxy that upstream connections tunnel through (CONNECT).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyConfig {
+    /// Normalized `http://host:port`.
+    pub url: String,
     /// Host to dial (IPv6 without brackets).
     pub host: String,
     pub port: u16,
-    /// `host` or `host:port` (port 80 omitted, IPv6 bracketed).
+    /// The environment variable it came from; `None` for `upstream.proxy_url`.
+    pub from_env: Option<&'static str>,
+}
+
+/// Where and how to reach the OpenAI-compatible provider.
+#[derive(Clone, PartialEq)]
+pub struct UpstreamConfig {
+    /// Normalized: `http[s]://host[:port][/prefix]`, no trailing slash.
+    pub base_url: String,
+    /// The base URL is `https://`: connections speak TLS.
+    pub tls: bool,
+    /// Host to dial (IPv6 without brackets); also the TLS server name.
+    pub host: String,
+    pub port: u16,
+    /// `host` or `host:port` (the scheme's default port omitted, IPv6 bracketed).
     pub host_header: String,
+    /// Extra CA certificates (PEM) trusted besides the built-in roots;
+    /// checked to exist and parse at load time.
+    pub ca_file: Option<PathBuf>,
+    /// Tunnel through this proxy: `upstream.proxy_url`, or `HTTPS_PROXY`
+    /// for an https upstream not excluded by `NO_PROXY`.
+    pub proxy: Option<ProxyConfig>,
     /// URL path prefix + `/chat/completions`, e.g. `/v1/chat/completions`.
     pub chat_path: String,
     /// Sent as `Authorization: Bearer <key>`; never logged.
@@ -130,9 +151,12 @@ impl fmt::Debug for UpstreamConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UpstreamConfig")
             .field("base_url", &self.base_url)
+            .field("tls", &self.tls)
             .field("host", &self.host)
             .field("port", &self.port)
             .field("host_header", &self.host_header)
+            .field("ca_file", &self.ca_file)
+            .field("proxy", &self.proxy)
             .field("chat_path", &self.chat_path)
             .field("api_key", &self.api_key.as_deref().map(mask_secret))
             .field("connect_timeout", &self.connect_timeout)
@@ -185,6 +209,8 @@ struct FileUpstream {
     pool_max_idle: Option<usize>,
     pdf: Option<bool>,
     reasoning_effort: Option<bool>,
+    ca_file: Option<String>,
+    proxy_url: Option<String>,
 }
 
 /// Reads a TOML table of strings keeping document order (toml's own `Table`
@@ -260,10 +286,32 @@ fn find_config_file(cli: &Cli, home: Option<&Path>) -> anyhow::Result<Option<Pat
     Ok(home.map(|h| h.join(".config/ccproxy/config.toml")).filter(|p| p.exists()))
 }
 
+/// A TOML error as "file: line L, column C: message". toml's own Display
+/// quotes the offending source line, which may be the `api_key` line, so the
+/// snippet is deliberately left out.
+fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> anyhow::Error {
+    let message = e.message().trim_end();
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            // Name the key of the offending line, never its value.
+            let line_text = text[before.rfind('\n').map_or(0, |i| i + 1)..].lines().next().unwrap_or("");
+            let key = line_text.split('=').next().unwrap_or("").trim();
+            if line_text.contains('=') && !key.is_empty() {
+                anyhow!("config file {}: line {line}, column {column} (`{key}`): {message}", path.display())
+            } else {
+                anyhow!("config file {}: line {line}, column {column}: {message}", path.display())
+            }
+        }
+        None => anyhow!("config file {}: {message}", path.display()),
+    }
+}
+
 fn read_config_file(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
-    let mut file: FileConfig =
-        toml::from_str(&text).map_err(|e| anyhow!("config file {}: {}", path.display(), e.to_string().trim_end()))?;
+    let mut file: FileConfig = toml::from_str(&text).map_err(|e| toml_error(path, &text, &e))?;
     let origin = Origin { file: Some(path) };
     let expand = |name: &str, v: &mut Option<String>| -> anyhow::Result<()> {
         if let Some(s) = v {
@@ -275,6 +323,8 @@ fn read_config_file(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> anyhow
     expand("upstream.base_url", &mut file.upstream.base_url)?;
     expand("upstream.api_key", &mut file.upstream.api_key)?;
     expand("upstream.model", &mut file.upstream.model)?;
+    expand("upstream.ca_file", &mut file.upstream.ca_file)?;
+    expand("upstream.proxy_url", &mut file.upstream.proxy_url)?;
     for (from, to) in &mut file.model_map {
         *to = interp::interpolate(to, env)
             .map_err(|e| anyhow!("{}: {e}", origin.field(&format!("model_map.\"{from}\""))))?;
@@ -365,11 +415,24 @@ fn resolve(
         }
     }
 
+    let ca_file = match up.ca_file.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(p) => {
+            let path = relative_to_file(Path::new(p), source.as_deref());
+            crate::tls::load_ca_file(&path).map_err(|e| anyhow!("{}: {e}", origin.field("upstream.ca_file")))?;
+            Some(path)
+        }
+    };
+    let proxy = resolve_proxy(up.proxy_url.as_deref(), url.tls, &url.host, &origin, env)?;
+
     let upstream = UpstreamConfig {
         base_url: url.base_url,
+        tls: url.tls,
         host: url.host,
         port: url.port,
         host_header: url.host_header,
+        ca_file,
+        proxy,
         chat_path: url.chat_path,
         api_key,
         connect_timeout: secs(
@@ -405,6 +468,50 @@ fn resolve(
     let route = ModelRoute { force: cli.model.clone(), map: file.model_map, default: up.model };
 
     Ok(Config { listen, workers, max_body_bytes, ping_interval, upstream, route, source })
+}
+
+/// A relative path in a config file means relative to that file, so the
+/// file and its CA bundle can move together.
+fn relative_to_file(path: &Path, source: Option<&Path>) -> PathBuf {
+    match source.and_then(Path::parent) {
+        Some(dir) if path.is_relative() => dir.join(path),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// `upstream.proxy_url` when present (an empty string means "no proxy,
+/// ignore the environment"); otherwise, for https upstreams only,
+/// `HTTPS_PROXY` / `https_proxy` unless `NO_PROXY` / `no_proxy` or a
+/// loopback host excludes the upstream.
+fn resolve_proxy(
+    configured: Option<&str>,
+    tls: bool,
+    host: &str,
+    origin: &Origin,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<Option<ProxyConfig>> {
+    if let Some(raw) = configured {
+        if raw.trim().is_empty() {
+            return Ok(None);
+        }
+        let p = url::parse_proxy_url(raw).map_err(|e| anyhow!("{}: {e}", origin.field("upstream.proxy_url")))?;
+        return Ok(Some(ProxyConfig { url: p.url, host: p.host, port: p.port, from_env: None }));
+    }
+    if !tls {
+        return Ok(None);
+    }
+    let non_empty = |name: &'static str| env(name).filter(|v| !v.trim().is_empty()).map(|v| (name, v));
+    let Some((var, raw)) = non_empty("HTTPS_PROXY").or_else(|| non_empty("https_proxy")) else {
+        return Ok(None);
+    };
+    let no_proxy = env("NO_PROXY").or_else(|| env("no_proxy")).unwrap_or_default();
+    if url::bypasses_proxy(host, &no_proxy) {
+        return Ok(None);
+    }
+    let p = url::parse_proxy_url(&raw).map_err(|e| {
+        anyhow!("{var}: {e} (set upstream.proxy_url to override it, or `proxy_url = \"\"` to connect directly)")
+    })?;
+    Ok(Some(ProxyConfig { url: p.url, host: p.host, port: p.port, from_env: Some(var) }))
 }
 
 #[cfg(test)]

@@ -168,7 +168,10 @@ pub fn upstream_message(body: &[u8]) -> Option<String> {
         return None;
     }
     let pick = |s: &str| -> Option<String> {
-        let s = s.trim();
+        // Scrub before cutting, or a key straddling the cut would survive
+        // as a prefix that no later scrub recognises.
+        let scrubbed = crate::redact::scrub_str(s);
+        let s = scrubbed.trim();
         if s.is_empty() {
             return None;
         }

@@ -15,6 +15,8 @@ pub mod metrics;
 pub mod redact;
 pub mod route;
 pub mod server;
+pub mod sockets;
 pub mod sse;
+pub mod tls;
 pub mod tokens;
 pub mod upstream;

@@ -11,7 +11,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::AsyncReadRent;
 use monoio::net::{TcpListener, TcpStream};
 
 use crate::config::Config;
@@ -20,6 +20,7 @@ use crate::endpoints;
 use crate::error::{ErrorType, ProxyError, Side};
 use crate::http::body::BodyDecoder;
 use crate::http::request::{parse_request_head, BodyKind, Limits, Method};
+use crate::http::response::Framing;
 use crate::http::{client, response};
 use crate::metrics::{Metrics, Shard};
 use crate::redact::Redactor;
@@ -30,8 +31,26 @@ const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
 const READ_RESERVE: usize = 16 * 1024;
 /// Wait for the next request on an idle keep-alive connection.
 const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(75);
-/// Wait for the rest of a request once its first byte has arrived.
-const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Deadline for a whole request head once its first byte has arrived; a
+/// deadline, not a per-read timeout, so a byte-a-minute client cannot hold
+/// the connection (slowloris).
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Deadline for a whole request body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest a client may take to accept one write before it is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// After an early error, how much of an unread body we drain, and for how
+/// long, so the client reads our answer instead of a reset.
+const LINGER_BYTES: usize = 4 * 1024 * 1024;
+const LINGER_TIME: Duration = Duration::from_secs(2);
+/// Per-connection buffers above this size are released after the request
+/// that grew them, so one huge request does not pin memory for the life of
+/// a keep-alive connection.
+const KEEP_BUFFER: usize = 1024 * 1024;
+/// After a stream has ended for the client, how long and how much we read
+/// to reach the end of the upstream body so its connection can be reused.
+const DRAIN_TIME: Duration = Duration::from_secs(1);
+const DRAIN_BYTES: usize = 64 * 1024;
 
 /// Everything one worker thread owns. Shared by its connections through
 /// `Rc`, never across threads.
@@ -50,6 +69,7 @@ impl Worker {
         let pool = Pool::new(&config.upstream);
         let limits = Limits { max_body_bytes: config.max_body_bytes, ..Limits::default() };
         let redactor = Redactor::new(config.upstream.api_key.as_deref());
+        crate::redact::install(config.upstream.api_key.as_deref());
         Worker { id, config, metrics, pool, limits, redactor }
     }
 
@@ -64,13 +84,34 @@ pub async fn accept_loop(worker: Rc<Worker>, listener: TcpListener) {
         match listener.accept().await {
             Ok((stream, _peer)) => {
                 let _ = stream.set_nodelay(true);
-                monoio::spawn(serve_connection(worker.clone(), stream));
+                monoio::spawn(CatchPanic(serve_connection(worker.clone(), stream)));
             }
             Err(e) => {
                 // Usually EMFILE: back off briefly instead of spinning, and
                 // let the kernel backlog hold new clients meanwhile.
                 tracing::warn!(worker = worker.id, error = %e, "accept failed");
                 monoio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Runs a connection task and contains a panic inside it, so that a bug hit
+/// by one request costs that connection, not the worker thread with its
+/// listener and every other connection on it.
+struct CatchPanic<F>(F);
+
+impl<F: std::future::Future<Output = ()>> std::future::Future for CatchPanic<F> {
+    type Output = ();
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        // SAFETY: structural pinning of the only field; it is never moved out.
+        let inner = unsafe { self.map_unchecked_mut(|s| &mut s.0) };
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(p) => p,
+            Err(_) => {
+                tracing::error!("a connection task panicked; the connection was dropped");
+                std::task::Poll::Ready(())
             }
         }
     }
@@ -132,7 +173,9 @@ async fn serve_connection(worker: Rc<Worker>, stream: TcpStream) {
             Ok(Some(h)) => h,
             Ok(None) => return,
             Err(e) => {
-                let _ = respond_error(&mut c, &worker, &e, false).await;
+                if respond_error(&mut c, &worker, &e, false, false).await {
+                    crate::sockets::linger_close(&mut c.stream, LINGER_BYTES, LINGER_TIME).await;
+                }
                 return;
             }
         };
@@ -152,16 +195,19 @@ async fn serve_connection(worker: Rc<Worker>, stream: TcpStream) {
             outcome: Outcome::default(),
         };
         let keep_alive = head.keep_alive;
+        let head_only = head.method == Method::Head;
         let body = match read_body(&mut c, &worker.limits, head.body, head.expect_continue).await {
             Ok(b) => b,
             Err(e) => {
                 access.status = e.status;
-                let _ = respond_error(&mut c, &worker, &e, false).await;
+                if respond_error(&mut c, &worker, &e, false, head_only).await {
+                    crate::sockets::linger_close(&mut c.stream, LINGER_BYTES, LINGER_TIME).await;
+                }
                 log(&access, Some(&e));
                 return;
             }
         };
-        let result = dispatch(&worker, &mut c, body, route, keep_alive, &mut access).await;
+        let result = dispatch(&worker, &mut c, body, route, keep_alive, head.http11, &mut access).await;
         let keep = match result {
             Ok(Done::Reply { status }) => {
                 access.status = status;
@@ -176,7 +222,7 @@ async fn serve_connection(worker: Rc<Worker>, stream: TcpStream) {
                 // Upstream messages are relayed verbatim and may quote the key.
                 worker.redactor.scrub_error(&mut e);
                 access.status = e.status;
-                let ok = respond_error(&mut c, &worker, &e, keep_alive).await;
+                let ok = respond_error(&mut c, &worker, &e, keep_alive, head_only).await;
                 log(&access, Some(&e));
                 ok && keep_alive
             }
@@ -187,6 +233,21 @@ async fn serve_connection(worker: Rc<Worker>, stream: TcpStream) {
         if c.pos == c.rbuf.len() {
             c.rbuf.clear();
             c.pos = 0;
+        }
+        c.release_large_buffers();
+    }
+}
+
+impl Conn {
+    fn release_large_buffers(&mut self) {
+        for b in [&mut self.body, &mut self.wbuf, &mut self.ubuf, &mut self.scratch, &mut self.events] {
+            if b.capacity() > KEEP_BUFFER {
+                *b = Vec::new();
+            }
+        }
+        if self.rbuf.capacity() > KEEP_BUFFER && self.pos == self.rbuf.len() {
+            self.rbuf = Vec::with_capacity(READ_RESERVE);
+            self.pos = 0;
         }
     }
 }
@@ -201,11 +262,13 @@ struct Head {
     body: BodyKind,
     keep_alive: bool,
     expect_continue: bool,
+    http11: bool,
 }
 
 /// Reads until a full request head is buffered. Ok(None) means the client
 /// closed (or idled out) between requests, which is a normal end.
 async fn read_head(c: &mut Conn, limits: &Limits) -> Result<Option<Head>, ProxyError> {
+    let mut deadline = None;
     loop {
         if let Some(h) = parse_request_head(&c.rbuf[c.pos..], limits)? {
             return Ok(Some(Head {
@@ -215,10 +278,12 @@ async fn read_head(c: &mut Conn, limits: &Limits) -> Result<Option<Head>, ProxyE
                 body: h.body,
                 keep_alive: h.keep_alive,
                 expect_continue: h.expect_continue,
+                http11: h.http11,
             }));
         }
         let idle = c.pos == c.rbuf.len();
-        let limit = if idle { KEEP_ALIVE_IDLE } else { REQUEST_READ_TIMEOUT };
+        let now = monoio::time::Instant::now();
+        let limit = if idle { now + KEEP_ALIVE_IDLE } else { *deadline.get_or_insert(now + HEAD_TIMEOUT) };
         // EOF, a reset or a timeout while waiting for a head all end the
         // connection quietly: there is no request to answer.
         match fill(c, limit).await {
@@ -229,7 +294,7 @@ async fn read_head(c: &mut Conn, limits: &Limits) -> Result<Option<Head>, ProxyE
 }
 
 /// Appends what the client sent next to `rbuf`. Ok(0) means EOF.
-async fn fill(c: &mut Conn, limit: Duration) -> std::io::Result<usize> {
+async fn fill(c: &mut Conn, deadline: monoio::time::Instant) -> std::io::Result<usize> {
     if c.pos > 0 && c.pos == c.rbuf.len() {
         c.rbuf.clear();
         c.pos = 0;
@@ -245,7 +310,7 @@ async fn fill(c: &mut Conn, limit: Duration) -> std::io::Result<usize> {
     let (len, cap) = (buf.len(), buf.capacity());
     // monoio's read fills from index 0 and sets the length, so appending
     // needs an explicit slice over the spare capacity.
-    match monoio::time::timeout(limit, c.stream.read(buf.slice_mut(len..cap))).await {
+    match monoio::time::timeout_at(deadline, c.stream.read(buf.slice_mut(len..cap))).await {
         Ok((res, slice)) => {
             c.rbuf = slice.into_inner();
             res
@@ -269,10 +334,11 @@ async fn read_body(c: &mut Conn, limits: &Limits, kind: BodyKind, expect: bool) 
         let mut buf = std::mem::take(&mut c.wbuf);
         buf.clear();
         buf.extend_from_slice(response::CONTINUE_100);
-        let (res, back) = c.stream.write_all(buf).await;
+        let (res, back) = crate::sockets::write_all_within(&mut c.stream, buf, WRITE_TIMEOUT).await;
         c.wbuf = back;
         res.map_err(|_| ProxyError::bad_request("client went away before sending the body"))?;
     }
+    let deadline = monoio::time::Instant::now() + BODY_TIMEOUT;
     match kind {
         BodyKind::None | BodyKind::Close => Ok(Body::InPlace(c.pos, c.pos)),
         BodyKind::Length(n) => {
@@ -283,7 +349,7 @@ async fn read_body(c: &mut Conn, limits: &Limits, kind: BodyKind, expect: bool) 
                 if c.rbuf.capacity() - c.rbuf.len() < want {
                     c.rbuf.reserve(want);
                 }
-                match fill(c, REQUEST_READ_TIMEOUT).await {
+                match fill(c, deadline).await {
                     Ok(0) | Err(_) => return Err(ProxyError::bad_request("request body ended before Content-Length")),
                     Ok(_) => {}
                 }
@@ -301,7 +367,7 @@ async fn read_body(c: &mut Conn, limits: &Limits, kind: BodyKind, expect: bool) 
                 if done {
                     return Ok(Body::Decoded);
                 }
-                match fill(c, REQUEST_READ_TIMEOUT).await {
+                match fill(c, deadline).await {
                     Ok(0) | Err(_) => return Err(ProxyError::bad_request("chunked request body ended early")),
                     Ok(_) => {}
                 }
@@ -344,12 +410,14 @@ fn route(method: Method, path: &[u8]) -> Route {
     let (route, allowed): (Route, &[Method]) = match path {
         b"/v1/messages" => (Route::Messages, &[Method::Post]),
         b"/v1/messages/count_tokens" => (Route::CountTokens, &[Method::Post]),
-        b"/health" => (Route::Health, &[Method::Get, Method::Head]),
+        b"/health" => (Route::Health, &[Method::Get]),
         b"/status" => (Route::Status, &[Method::Get]),
         b"/v1/models" => (Route::Models, &[Method::Get]),
-        b"/" => (Route::Root, &[Method::Get, Method::Head]),
+        b"/" => (Route::Root, &[Method::Get]),
         _ => return Route::NotFound,
     };
+    // HEAD is GET without the body, wherever GET is allowed.
+    let method = if method == Method::Head { Method::Get } else { method };
     if allowed.contains(&method) {
         route
     } else {
@@ -363,6 +431,7 @@ async fn dispatch(
     body: Body,
     route: Route,
     keep_alive: bool,
+    http11: bool,
     access: &mut Access,
 ) -> Result<Done, ProxyError> {
     let head_only = access.method == Method::Head;
@@ -371,7 +440,7 @@ async fn dispatch(
     match route {
         Route::Messages => {
             c.scratch = json;
-            return messages(w, c, body, keep_alive, access).await;
+            return messages(w, c, body, keep_alive, http11, access).await;
         }
         Route::CountTokens => match crate::tokens::count_tokens(body_bytes(c, body)) {
             Ok(n) => {
@@ -420,6 +489,7 @@ async fn messages(
     c: &mut Conn,
     body: Body,
     keep_alive: bool,
+    http11: bool,
     access: &mut Access,
 ) -> Result<Done, ProxyError> {
     Shard::bump(&w.shard().messages);
@@ -450,8 +520,14 @@ async fn messages(
     ureq.extend_from_slice(&ubody);
     c.scratch = ubody;
 
-    // Step 5, upstream.
-    let (sent, back) = w.pool.send(ureq, w.shard()).await;
+    // Step 5, upstream. A client that hangs up while the provider is still
+    // thinking cancels the request: dropping the exchange closes the
+    // upstream connection, which is how an HTTP/1.1 provider learns to stop.
+    let sent = monoio::select! {
+        r = w.pool.send(ureq, w.shard()) => Some(r),
+        _ = crate::sockets::hung_up(&c.stream) => None,
+    };
+    let Some((sent, back)) = sent else { return Ok(Done::ClientGone) };
     c.ubuf = back;
     let mut ex = sent?;
     access.first_byte = Some(access.started.elapsed());
@@ -463,12 +539,22 @@ async fn messages(
         return Err(e);
     }
     let message_id = convert::new_message_id();
+    if meta.stream && !ex.head.is_event_stream {
+        return Err(not_a_stream(w, c, &mut ex).await);
+    }
 
     if !meta.stream {
         // Step 6, convert the whole response.
         let mut raw = std::mem::take(&mut c.scratch);
         raw.clear();
-        let read = ex.conn.read_full_body(&mut ex.decoder, &mut raw, cfg.idle_timeout, MAX_UPSTREAM_BODY).await;
+        let read = monoio::select! {
+            r = ex.conn.read_full_body(&mut ex.decoder, &mut raw, cfg.idle_timeout, MAX_UPSTREAM_BODY) => Some(r),
+            _ = crate::sockets::hung_up(&c.stream) => None,
+        };
+        let Some(read) = read else {
+            c.scratch = raw;
+            return Ok(Done::ClientGone);
+        };
         if read.is_ok() && ex.head.keep_alive {
             w.pool.checkin(ex.conn);
         }
@@ -492,11 +578,28 @@ async fn messages(
     }
 
     Shard::bump(&w.shard().streams);
-    stream_response(w, c, ex, &meta.client_model, &message_id, keep_alive, access).await
+    let framing = if http11 { Framing::Chunked } else { Framing::Close };
+    stream_response(w, c, ex, &meta.client_model, &message_id, keep_alive, framing, access).await
+}
+
+/// A streaming request answered with something other than SSE (usually a
+/// JSON error with status 200): the provider's own words are the best error.
+async fn not_a_stream(w: &Worker, c: &mut Conn, ex: &mut upstream::Exchange) -> ProxyError {
+    let mut raw = std::mem::take(&mut c.scratch);
+    raw.clear();
+    let idle = w.config.upstream.idle_timeout.min(Duration::from_secs(10));
+    let _ = ex.conn.read_full_body(&mut ex.decoder, &mut raw, idle, 256 * 1024).await;
+    let e = match crate::error::upstream_message(&raw) {
+        Some(m) => ProxyError::bad_gateway(format!("upstream answered a streaming request without SSE: {m}")),
+        None => ProxyError::bad_gateway("upstream answered a streaming request without an event stream"),
+    };
+    c.scratch = raw;
+    e
 }
 
 /// Steps 6 and 7 for a stream: every upstream read is converted and the
 /// resulting Anthropic events are written and flushed before the next read.
+#[allow(clippy::too_many_arguments)]
 async fn stream_response(
     w: &Worker,
     c: &mut Conn,
@@ -504,19 +607,22 @@ async fn stream_response(
     model: &str,
     message_id: &str,
     keep_alive: bool,
+    framing: Framing,
     access: &mut Access,
 ) -> Result<Done, ProxyError> {
     let cfg = &w.config.upstream;
+    let chunked = framing == Framing::Chunked;
+    let keep_alive = keep_alive && chunked;
     let mut conv = StreamConverter::new(model, message_id);
     let mut events = std::mem::take(&mut c.events);
     events.clear();
     let mut wbuf = std::mem::take(&mut c.wbuf);
     wbuf.clear();
-    response::write_head(&mut wbuf, 200, "text/event-stream", None, keep_alive, &[]);
+    response::write_head_framed(&mut wbuf, 200, "text/event-stream", framing, keep_alive, &[]);
     conv.push(&[], false, &mut events);
-    response::write_chunk(&mut wbuf, &events);
+    frame(&mut wbuf, &events, chunked);
     events.clear();
-    let (res, back) = c.stream.write_all(wbuf).await;
+    let (res, back) = crate::sockets::write_all_within(&mut c.stream, wbuf, WRITE_TIMEOUT).await;
     wbuf = back;
     if res.is_err() {
         c.events = events;
@@ -538,7 +644,7 @@ async fn stream_response(
                 match monoio::time::timeout(ping_every, &mut fut).await {
                     Ok(r) => break r,
                     Err(_) => {
-                        if let Err(e) = ping(&mut c.stream, &mut c.body).await {
+                        if let Err(e) = ping(&mut c.stream, &mut c.body, chunked).await {
                             break Err(e);
                         }
                     }
@@ -570,9 +676,9 @@ async fn stream_response(
             // may quote the key it rejected.
             w.redactor.scrub_bytes(&mut events);
             wbuf.clear();
-            response::write_chunk(&mut wbuf, &events);
+            frame(&mut wbuf, &events, chunked);
             events.clear();
-            let (res, back) = c.stream.write_all(wbuf).await;
+            let (res, back) = crate::sockets::write_all_within(&mut c.stream, wbuf, WRITE_TIMEOUT).await;
             wbuf = back;
             if res.is_err() {
                 client_gone = true;
@@ -581,38 +687,80 @@ async fn stream_response(
         }
     }
     access.outcome = conv.outcome();
-    c.scratch = raw;
     c.events = events;
     if client_gone {
         // Dropping the upstream connection closes it, which is how an
         // HTTP/1.1 provider learns to stop generating.
+        c.scratch = raw;
         c.wbuf = wbuf;
         return Ok(Done::ClientGone);
     }
-    wbuf.clear();
-    wbuf.extend_from_slice(response::LAST_CHUNK);
-    let (res, back) = c.stream.write_all(wbuf).await;
-    c.wbuf = back;
+    let res = if chunked {
+        wbuf.clear();
+        wbuf.extend_from_slice(response::LAST_CHUNK);
+        let (res, back) = crate::sockets::write_all_within(&mut c.stream, wbuf, WRITE_TIMEOUT).await;
+        c.wbuf = back;
+        res
+    } else {
+        c.wbuf = wbuf;
+        Ok(())
+    };
+    // The converter stops at `[DONE]`, usually just before the upstream's
+    // last chunk; reading that little rest lets the connection be reused.
+    if !upstream_done && ex.head.keep_alive {
+        upstream_done = drain(&mut ex, &mut raw).await;
+    }
+    c.scratch = raw;
     if upstream_done && ex.decoder.is_done() && ex.head.keep_alive {
         w.pool.checkin(ex.conn);
     }
-    if res.is_err() {
+    if res.is_err() || !chunked {
         return Ok(Done::ClientGone);
     }
     Ok(Done::Reply { status: 200 })
 }
 
+/// Reads what is left of an upstream body, briefly and boundedly. Returns
+/// whether the body ended cleanly.
+async fn drain(ex: &mut upstream::Exchange, raw: &mut Vec<u8>) -> bool {
+    let deadline = monoio::time::Instant::now() + DRAIN_TIME;
+    let mut total = 0;
+    loop {
+        raw.clear();
+        match monoio::time::timeout_at(deadline, ex.conn.read_body(&mut ex.decoder, raw, DRAIN_TIME)).await {
+            Ok(Ok(true)) => return true,
+            Ok(Ok(false)) => {
+                total += raw.len();
+                if total > DRAIN_BYTES {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
+}
+
+/// Frames converted events for the client: one chunk, or the bare bytes on
+/// a close-delimited HTTP/1.0 stream.
+fn frame(wbuf: &mut Vec<u8>, events: &[u8], chunked: bool) {
+    if chunked {
+        response::write_chunk(wbuf, events);
+    } else {
+        wbuf.extend_from_slice(events);
+    }
+}
+
 /// Writes an SSE ping while the upstream is silent. A failed write means the
 /// client left; that ends the stream (and with it the upstream request).
-async fn ping(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), ProxyError> {
+async fn ping(stream: &mut TcpStream, buf: &mut Vec<u8>, chunked: bool) -> Result<(), ProxyError> {
     let mut b = std::mem::take(buf);
     b.clear();
     let mut ev = Vec::with_capacity(64);
     convert::stream::write_ping(&mut ev);
-    response::write_chunk(&mut b, &ev);
-    let (res, back) = stream.write_all(b).await;
+    frame(&mut b, &ev, chunked);
+    let (res, back) = crate::sockets::write_all_within(stream, b, WRITE_TIMEOUT).await;
     *buf = back;
-    res.map(|_| ()).map_err(|_| ProxyError::client(499, ErrorType::InvalidRequest, "client disconnected"))
+    res.map_err(|_| ProxyError::client(499, ErrorType::InvalidRequest, "client disconnected"))
 }
 
 /// Step 7 for JSON bodies: head and body in one write.
@@ -624,7 +772,7 @@ async fn write_json(c: &mut Conn, status: u16, body: &[u8], keep_alive: bool, he
     } else {
         response::write_full(&mut wbuf, status, "application/json", body, keep_alive, &[]);
     }
-    let (res, back) = c.stream.write_all(wbuf).await;
+    let (res, back) = crate::sockets::write_all_within(&mut c.stream, wbuf, WRITE_TIMEOUT).await;
     c.wbuf = back;
     match res {
         Ok(_) => Done::Reply { status },
@@ -634,7 +782,7 @@ async fn write_json(c: &mut Conn, status: u16, body: &[u8], keep_alive: bool, he
 
 /// The one place where an error becomes an HTTP response. Returns whether
 /// the connection is still usable.
-async fn respond_error(c: &mut Conn, w: &Worker, e: &ProxyError, keep_alive: bool) -> bool {
+async fn respond_error(c: &mut Conn, w: &Worker, e: &ProxyError, keep_alive: bool, head_only: bool) -> bool {
     Shard::bump(&w.shard().errors);
     let mut body = Vec::with_capacity(128 + e.message.len());
     e.write_json(&mut body);
@@ -645,8 +793,12 @@ async fn respond_error(c: &mut Conn, w: &Worker, e: &ProxyError, keep_alive: boo
     };
     let mut wbuf = std::mem::take(&mut c.wbuf);
     wbuf.clear();
-    response::write_full(&mut wbuf, e.status, "application/json", &body, keep_alive, extra);
-    let (res, back) = c.stream.write_all(wbuf).await;
+    if head_only {
+        response::write_head(&mut wbuf, e.status, "application/json", Some(body.len()), keep_alive, extra);
+    } else {
+        response::write_full(&mut wbuf, e.status, "application/json", &body, keep_alive, extra);
+    }
+    let (res, back) = crate::sockets::write_all_within(&mut c.stream, wbuf, WRITE_TIMEOUT).await;
     c.wbuf = back;
     res.is_ok()
 }

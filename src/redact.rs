@@ -7,6 +7,7 @@
 //! sk-..."), so relaying their words verbatim would leak it.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 use memchr::memmem::Finder;
 
@@ -64,6 +65,33 @@ impl Redactor {
     }
 }
 
+thread_local! {
+    /// The key of the worker running on this thread, so that code far from
+    /// the worker (error construction) can scrub before it truncates.
+    static ACTIVE: RefCell<Option<Finder<'static>>> = const { RefCell::new(None) };
+}
+
+/// Makes `key` the secret scrubbed by [`scrub_str`] on this thread.
+pub fn install(key: Option<&str>) {
+    let finder = key.filter(|k| !k.is_empty()).map(|k| Finder::new(k.as_bytes()).into_owned());
+    ACTIVE.with(|a| *a.borrow_mut() = finder);
+}
+
+/// Replaces this thread's installed secret in `s`.
+pub fn scrub_str(s: &str) -> Cow<'_, str> {
+    ACTIVE.with(|a| {
+        let a = a.borrow();
+        let Some(f) = a.as_ref() else { return Cow::Borrowed(s) };
+        if f.find(s.as_bytes()).is_none() {
+            return Cow::Borrowed(s);
+        }
+        let r = Redactor { finder: Some(f.clone()) };
+        let mut bytes = s.as_bytes().to_vec();
+        r.scrub_bytes(&mut bytes);
+        Cow::Owned(String::from_utf8_lossy(&bytes).into_owned())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +111,17 @@ mod tests {
         r.scrub_bytes(&mut b);
         assert_eq!(b, b"sk-secret");
         assert!(!Redactor::new(Some("")).hits(b"anything"));
+    }
+
+    #[test]
+    fn installed_key_is_scrubbed_before_truncation() {
+        install(Some("sk-secret-key-0123456789"));
+        let mut body = br#"{"error":{"message":""#.to_vec();
+        body.extend(std::iter::repeat_n(b'a', 1010));
+        body.extend_from_slice(br#"sk-secret-key-0123456789"}}"#);
+        let e = ProxyError::from_upstream_status(401, &body, None);
+        assert!(!e.message.contains("sk-secret"), "{}", e.message);
+        install(None);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The per-worker upstream HTTP/1.1 client and its keep-alive pool.
 //!
 //! Receives a ready-made request (head and body bytes, built by the
-//! lifecycle) and sends it over a pooled or fresh TCP connection; emits the
+//! lifecycle) and sends it over a pooled or fresh connection (plain TCP or
+//! TLS, directly or through a CONNECT proxy, see [`crate::tls`]); emits the
 //! provider's response head, then body bytes as they arrive, de-framed by
 //! the shared sans-IO [`BodyDecoder`] so that streaming starts with the
 //! first upstream byte. Every worker owns one [`Pool`]; nothing here is
@@ -10,33 +11,38 @@
 use std::cell::RefCell;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
-use crate::config::UpstreamConfig;
+use crate::config::{ProxyConfig, UpstreamConfig};
 use crate::error::{ErrorType, ProxyError, Side};
 use crate::http::body::BodyDecoder;
 use crate::http::client::{parse_response_head, ResponseHead};
 use crate::metrics::Shard;
+use crate::tls::{self, TlsConnector, Transport};
 
 /// Most bytes of a failed upstream response we read to find its message.
 const MAX_ERROR_BODY: usize = 256 * 1024;
+/// Longest wait for the rest of an error body: the status is already known,
+/// so a provider that never finishes its error body must not hold the client.
+const ERROR_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Free space we ask for before each read, so large bodies need few reads.
 const READ_RESERVE: usize = 16 * 1024;
 
 /// One live connection to the provider plus its read buffer. The buffer
 /// travels with the connection so its capacity is reused across requests.
 pub struct UpstreamConn {
-    stream: TcpStream,
+    stream: Transport,
     buf: Vec<u8>,
     pos: usize,
 }
 
 impl UpstreamConn {
-    fn new(stream: TcpStream) -> Self {
+    fn new(stream: Transport) -> Self {
         UpstreamConn { stream, buf: Vec::with_capacity(READ_RESERVE), pos: 0 }
     }
 
@@ -108,6 +114,11 @@ impl UpstreamConn {
     ) -> Result<bool, ProxyError> {
         let before = out.len();
         loop {
+            // A body that is empty by its framing (Content-Length: 0, 204)
+            // is complete before any read; waiting would hang until `idle`.
+            if dec.is_done() {
+                return Ok(true);
+            }
             if self.pos < self.buf.len() {
                 let (used, done) = dec.decode(&self.buf[self.pos..], out)?;
                 self.pos += used;
@@ -180,12 +191,24 @@ pub struct Exchange {
     pub decoder: BodyDecoder,
 }
 
-/// One worker's idle connections to its upstream.
+/// One worker's idle connections to its upstream. A pool serves exactly one
+/// scheme, host and port, so its connections are interchangeable.
 pub struct Pool {
     idle: RefCell<Vec<UpstreamConn>>,
     max_idle: usize,
+    /// Resolved addresses of `dial`.
     addrs: Vec<SocketAddr>,
+    /// `host:port` the TCP connection goes to: the proxy, or the upstream.
+    dial: String,
+    /// The upstream's `host:port` (IPv6 bracketed), the CONNECT target.
     authority: String,
+    /// TLS server name.
+    host: String,
+    /// `Some` for https upstreams; `Err` if the TLS setup failed at start
+    /// (reported on each request rather than killing the worker).
+    tls: Option<Result<TlsConnector, String>>,
+    ca_file: Option<PathBuf>,
+    proxy: Option<ProxyConfig>,
     base_url: String,
     connect_timeout: Duration,
     first_byte_timeout: Duration,
@@ -196,17 +219,23 @@ impl Pool {
     pub fn new(cfg: &UpstreamConfig) -> Pool {
         // Resolved once per worker at start; a name that fails now is
         // retried at connect time, so a late DNS or /etc/hosts fix still works.
-        let authority = if cfg.host.contains(':') {
-            format!("[{}]:{}", cfg.host, cfg.port)
-        } else {
-            format!("{}:{}", cfg.host, cfg.port)
+        let authority = host_port(&cfg.host, cfg.port);
+        let dial = match &cfg.proxy {
+            Some(p) => host_port(&p.host, p.port),
+            None => authority.clone(),
         };
-        let addrs = authority.to_socket_addrs().map(|a| a.collect()).unwrap_or_default();
+        let addrs = dial.to_socket_addrs().map(|a| a.collect()).unwrap_or_default();
+        let tls = cfg.tls.then(|| tls::client_config(cfg.ca_file.as_deref()).map(TlsConnector::from));
         Pool {
             idle: RefCell::new(Vec::new()),
             max_idle: cfg.pool_max_idle,
             addrs,
+            dial,
             authority,
+            host: cfg.host.clone(),
+            tls,
+            ca_file: cfg.ca_file.clone(),
+            proxy: cfg.proxy.clone(),
             base_url: cfg.base_url.clone(),
             connect_timeout: cfg.connect_timeout,
             first_byte_timeout: cfg.first_byte_timeout,
@@ -226,11 +255,64 @@ impl Pool {
         }
     }
 
+    /// Pops an idle connection that is still quiet. One the provider closed,
+    /// or one with stray bytes waiting (which would be misread as the next
+    /// response), is dropped.
+    fn checkout_idle(&self) -> Option<UpstreamConn> {
+        let mut idle = self.idle.borrow_mut();
+        while let Some(conn) = idle.pop() {
+            if crate::sockets::peek(conn.stream.raw_fd()) == crate::sockets::Peek::Quiet {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Opens a connection ready for HTTP: TCP to the upstream or the proxy,
+    /// then the CONNECT tunnel and the TLS handshake as configured. Each
+    /// step is bounded by the connect timeout.
     async fn connect(&self) -> Result<UpstreamConn, ProxyError> {
+        let mut tcp = self.dial_tcp().await?;
+        if let Some(proxy) = &self.proxy {
+            let tunnel = tls::connect_tunnel(&mut tcp, &self.authority);
+            let res = match monoio::time::timeout(self.connect_timeout, tunnel).await {
+                Ok(r) => r,
+                Err(_) => {
+                    Err(format!("did not answer CONNECT {} within {}s", self.authority, self.connect_timeout.as_secs()))
+                }
+            };
+            res.map_err(|e| ProxyError::bad_gateway(format!("proxy {} {e}", proxy_label(proxy))))?;
+        }
+        let stream = match &self.tls {
+            None => Transport::Plain(tcp),
+            Some(Err(e)) => return Err(ProxyError::bad_gateway(format!("TLS setup failed: {e}"))),
+            Some(Ok(connector)) => {
+                match monoio::time::timeout(self.connect_timeout, tls::handshake(connector, &self.host, tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        return Err(ProxyError::bad_gateway(tls::handshake_error_message(
+                            &self.host,
+                            &e,
+                            self.ca_file.as_deref(),
+                        )))
+                    }
+                    Err(_) => {
+                        return Err(ProxyError::bad_gateway(format!(
+                            "TLS handshake with {} timed out after {}s",
+                            self.host,
+                            self.connect_timeout.as_secs()
+                        )))
+                    }
+                }
+            }
+        };
+        Ok(UpstreamConn::new(stream))
+    }
+
+    async fn dial_tcp(&self) -> Result<TcpStream, ProxyError> {
         let resolved;
         let addrs = if self.addrs.is_empty() {
-            resolved =
-                self.authority.to_socket_addrs().map(|a| a.collect::<Vec<_>>()).map_err(|e| self.unreachable(&e))?;
+            resolved = self.dial.to_socket_addrs().map(|a| a.collect::<Vec<_>>()).map_err(|e| self.unreachable(&e))?;
             &resolved
         } else {
             &self.addrs
@@ -240,7 +322,7 @@ impl Pool {
             match monoio::time::timeout(self.connect_timeout, TcpStream::connect_addr(*addr)).await {
                 Ok(Ok(stream)) => {
                     let _ = stream.set_nodelay(true);
-                    return Ok(UpstreamConn::new(stream));
+                    return Ok(stream);
                 }
                 Ok(Err(e)) => last = e,
                 Err(_) => last = io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
@@ -250,7 +332,13 @@ impl Pool {
     }
 
     fn unreachable(&self, e: &io::Error) -> ProxyError {
-        if self.is_default {
+        if let Some(proxy) = &self.proxy {
+            ProxyError::bad_gateway(format!(
+                "cannot reach the proxy {} for the upstream at {} ({e})",
+                proxy_label(proxy),
+                self.base_url
+            ))
+        } else if self.is_default {
             ProxyError::bad_gateway(format!(
                 "cannot reach the upstream at {} ({e}). No provider is configured, so ccproxy tried a local Ollama. \
                  Start Ollama, or run ccproxy with --upstream URL --upstream-key KEY --model NAME \
@@ -270,7 +358,7 @@ impl Pool {
         let mut req = req;
         let mut fresh_only = false;
         loop {
-            let pooled = if fresh_only { None } else { self.idle.borrow_mut().pop() };
+            let pooled = if fresh_only { None } else { self.checkout_idle() };
             let reused = pooled.is_some();
             let mut conn = match pooled {
                 Some(c) => {
@@ -314,9 +402,27 @@ impl Pool {
     }
 }
 
+/// `host:port`, with IPv6 hosts bracketed.
+fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// The proxy's URL and, if it came from the environment, which variable.
+fn proxy_label(p: &ProxyConfig) -> String {
+    match p.from_env {
+        Some(var) => format!("{} (from {var})", p.url),
+        None => p.url.clone(),
+    }
+}
+
 /// Reads the body of a non-2xx response and turns it into the Anthropic
 /// error the client should see.
 pub async fn error_from_response(ex: &mut Exchange, scratch: &mut Vec<u8>, idle: Duration) -> ProxyError {
+    let idle = idle.min(ERROR_BODY_TIMEOUT);
     scratch.clear();
     let status = ex.head.status;
     let retry_after = ex.head.retry_after;

@@ -7,7 +7,7 @@
 
 use std::fmt::Write;
 
-use super::{mask_secret, Config};
+use super::{mask_secret, Config, ProxyConfig};
 
 /// A TOML basic string, escaped by toml itself.
 fn quote(s: &str) -> String {
@@ -33,7 +33,8 @@ pub(super) fn render(c: &Config) -> String {
         let _ = writeln!(o, "# nothing configured an upstream: using the built-in local Ollama default");
     }
     let _ = writeln!(o, "base_url = {}", quote(&up.base_url));
-    let _ = writeln!(o, "# requests: POST http://{}{}", up.host_header, up.chat_path);
+    let scheme = if up.tls { "https" } else { "http" };
+    let _ = writeln!(o, "# requests: POST {scheme}://{}{}", up.host_header, up.chat_path);
     match &up.api_key {
         Some(k) => _ = writeln!(o, "api_key = {}", quote(&mask_secret(k))),
         None => _ = writeln!(o, "# api_key: not set, no Authorization header is sent"),
@@ -48,6 +49,17 @@ pub(super) fn render(c: &Config) -> String {
     let _ = writeln!(o, "pool_max_idle = {}", up.pool_max_idle);
     let _ = writeln!(o, "pdf = {}", up.pdf_file_parts);
     let _ = writeln!(o, "reasoning_effort = {}", up.reasoning_effort);
+    match &up.ca_file {
+        Some(p) => _ = writeln!(o, "ca_file = {}", quote(&p.to_string_lossy())),
+        None => _ = writeln!(o, "# ca_file: not set, only the built-in public roots are trusted"),
+    }
+    match &up.proxy {
+        Some(ProxyConfig { url, from_env: Some(var), .. }) => {
+            _ = writeln!(o, "# proxy_url: not set; {var} is used: {url}")
+        }
+        Some(p) => _ = writeln!(o, "proxy_url = {}", quote(&p.url)),
+        None => _ = writeln!(o, "# proxy_url: not set, connecting directly"),
+    }
     if let Some(m) = &c.route.force {
         let _ = writeln!(o);
         let _ =

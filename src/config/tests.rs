@@ -278,7 +278,9 @@ fn every_validation_error_names_its_field() {
         ("[upstream]\nconnect_timeout_secs = 0", "`upstream.connect_timeout_secs` in "),
         ("[upstream]\nfirst_byte_timeout_secs = 0", "`upstream.first_byte_timeout_secs` in "),
         ("[upstream]\nidle_timeout_secs = 0", "`upstream.idle_timeout_secs` in "),
-        ("[upstream]\nbase_url = \"https://api.openai.com/v1\"", "TLS arrives with provider support"),
+        ("[upstream]\nbase_url = \"ftp://api.openai.com/v1\"", "unsupported scheme `ftp`"),
+        ("[upstream]\nca_file = \"/nonexistent/ca.pem\"", "`upstream.ca_file` in "),
+        ("[upstream]\nproxy_url = \"socks5://p:1080\"", "`upstream.proxy_url` in "),
         ("[upstream]\nbase_url = \"http://h:99999/v1\"", "`upstream.base_url` in "),
         ("[upstream]\nmodel = \"\"", "`upstream.model` in "),
         ("[model_map]\n\"\" = \"x\"", "(client name): the model name is empty"),
@@ -291,7 +293,7 @@ fn every_validation_error_names_its_field() {
     let flag_cases: &[(&[&str], &str)] = &[
         (&["--listen", "nope"], "--listen: `nope` is not a socket address"),
         (&["--workers", "2000"], "--workers: 2000 is out of range 0..=1024"),
-        (&["--upstream", "https://x/v1"], "--upstream: `https://x/v1`: https upstreams are not supported yet"),
+        (&["--upstream", "ftp://x/v1"], "--upstream: `ftp://x/v1`: unsupported scheme `ftp`"),
         (&["--upstream", "http:///v1"], "--upstream: `http:///v1` has no host"),
         (&["--model", ""], "--model: the model name is empty"),
     ];
@@ -415,4 +417,91 @@ fn origin_labels_without_a_file() {
     assert_eq!(o.field("listen"), "`listen`");
     let p = Path::new("/etc/x.toml");
     assert_eq!(Origin { file: Some(p) }.field("listen"), "`listen` in /etc/x.toml");
+}
+
+/// A freshly generated self-signed CA certificate, as PEM.
+fn ca_pem() -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.self_signed(&key).unwrap().pem()
+}
+
+fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+    move |name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+}
+
+#[test]
+fn https_upstream_with_a_ca_file_next_to_the_config() {
+    let dir = TempDir::new("tls");
+    dir.write("certs/ca.pem", &ca_pem());
+    let path = dir.write(
+        "ccproxy.toml",
+        "[upstream]\nbase_url = \"https://llm.internal/v1\"\nca_file = \"certs/ca.pem\"\nproxy_url = \"http://proxy.corp:3128/\"\n",
+    );
+    let c = Cli { config: Some(path), ..Cli::default() };
+    let cfg = load(&c).unwrap();
+    let up = &cfg.upstream;
+    assert!(up.tls);
+    assert_eq!((up.host.as_str(), up.port, up.host_header.as_str()), ("llm.internal", 443, "llm.internal"));
+    assert_eq!(up.base_url, "https://llm.internal/v1");
+    assert_eq!(up.ca_file.as_deref(), Some(dir.0.join("certs/ca.pem").as_path()));
+    let proxy = up.proxy.as_ref().unwrap();
+    assert_eq!((proxy.url.as_str(), proxy.host.as_str(), proxy.port), ("http://proxy.corp:3128", "proxy.corp", 3128));
+    assert_eq!(proxy.from_env, None);
+
+    // Round trip through --check-config output keeps both fields.
+    let rendered = cfg.render_masked();
+    assert!(rendered.contains("# requests: POST https://llm.internal/v1/chat/completions"), "{rendered}");
+    let again_path = dir.write("again.toml", &rendered);
+    let mut again = load(&Cli { config: Some(again_path), ..Cli::default() }).unwrap();
+    again.source = cfg.source.clone();
+    assert_eq!(again, cfg, "{rendered}");
+}
+
+#[test]
+fn ca_file_must_hold_certificates() {
+    let dir = TempDir::new("badca");
+    dir.write("ca.pem", "not a certificate\n");
+    let path = dir.write("ccproxy.toml", "[upstream]\nca_file = \"${CA}\"\n");
+    let c = Cli { config: Some(path.clone()), ..Cli::default() };
+    let env = |name: &str| (name == "CA").then(|| "ca.pem".to_string());
+    let e = format!("{:#}", Config::load_with_home(&c, None, &env).unwrap_err());
+    assert!(e.starts_with(&format!("`upstream.ca_file` in {}: ", path.display())), "{e}");
+    assert!(e.contains("holds no `-----BEGIN CERTIFICATE-----` block"), "{e}");
+    // An empty value means "not set".
+    let (_d, c) = with_file("[upstream]\nca_file = \"\"\n", &[]);
+    assert_eq!(load(&c).unwrap().upstream.ca_file, None);
+}
+
+#[test]
+fn https_proxy_from_the_environment() {
+    let https = cli(&["--upstream", "https://api.example.com/v1"]);
+    let load_env = |c: &Cli, pairs: &'static [(&'static str, &'static str)]| {
+        Config::load_with_home(c, None, &env_of(pairs)).map(|cfg| cfg.upstream.proxy)
+    };
+    let p = load_env(&https, &[("HTTPS_PROXY", "http://p:3128")]).unwrap().unwrap();
+    assert_eq!((p.url.as_str(), p.from_env), ("http://p:3128", Some("HTTPS_PROXY")));
+    let p = load_env(&https, &[("https_proxy", "p:8080")]).unwrap().unwrap();
+    assert_eq!((p.url.as_str(), p.from_env), ("http://p:8080", Some("https_proxy")));
+    // Plain http upstreams, NO_PROXY hosts and loopback hosts go direct.
+    assert_eq!(load_env(&cli(&["--upstream", "http://api.example.com/v1"]), &[("HTTPS_PROXY", "p:1")]).unwrap(), None);
+    let no = &[("HTTPS_PROXY", "p:1"), ("NO_PROXY", "other, api.example.com")];
+    assert_eq!(load_env(&https, no).unwrap(), None);
+    let no = &[("HTTPS_PROXY", "p:1"), ("no_proxy", "api.example.com")];
+    assert_eq!(load_env(&https, no).unwrap(), None);
+    assert_eq!(load_env(&cli(&["--upstream", "https://localhost:8443/v1"]), &[("HTTPS_PROXY", "p:1")]).unwrap(), None);
+    // A bad value names its variable; proxy_url = "" ignores it.
+    let e = format!("{:#}", load_env(&https, &[("HTTPS_PROXY", "socks5://p:1080")]).unwrap_err());
+    assert!(e.starts_with("HTTPS_PROXY: `socks5://p:1080`: unsupported proxy scheme"), "{e}");
+    let (_d, mut c) = with_file("[upstream]\nproxy_url = \"\"\n", &[]);
+    c.upstream = https.upstream.clone();
+    assert_eq!(load_env(&c, &[("HTTPS_PROXY", "socks5://p:1080")]).unwrap(), None);
+    // An explicit proxy_url wins over the environment, whatever the scheme.
+    let (_d, mut c) = with_file("[upstream]\nproxy_url = \"http://mine:1\"\n", &[]);
+    c.upstream = Some("http://localhost:8000/v1".into());
+    let p = load_env(&c, &[("HTTPS_PROXY", "p:2")]).unwrap().unwrap();
+    assert_eq!((p.url.as_str(), p.from_env), ("http://mine:1", None));
+    let rendered = Config::load_with_home(&https, None, &env_of(&[("HTTPS_PROXY", "p:3")])).unwrap().render_masked();
+    assert!(rendered.contains("# proxy_url: not set; HTTPS_PROXY is used: http://p:3"), "{rendered}");
 }
