@@ -368,3 +368,26 @@ fn json_error_answered_to_a_stream_keeps_the_upstream_message() {
         assert!(msg.contains("zorblax-9 is not available"), "the upstream message is kept: {v}");
     });
 }
+
+#[test]
+fn endless_upstream_sse_line_ends_the_stream_with_an_error() {
+    with_proxy(|mock, proxy| {
+        // Close-delimited, no line ending ever: the proxy used to buffer it
+        // all (262 MB of it grew the process to 520 MB).
+        let mut parts = vec![openai::role()];
+        for _ in 0..40 {
+            parts.push(Part::bytes(vec![b'x'; 1 << 20]));
+        }
+        mock.push(Reply::sse(parts).framing(Framing::Close));
+        let mut c = proxy.stream(&stream_request("x"));
+        let (head, mut events) = c.start_stream();
+        assert_eq!(head.status(), 200);
+        let all = events.rest();
+        let last = all.last().expect("events");
+        assert_eq!(last.name(), "error", "{all:?}");
+        let err = last.json();
+        assert_eq!(err["error"]["type"], "api_error");
+        assert!(err["error"]["message"].as_str().unwrap_or("").contains("16 MiB"), "{err}");
+        assert_alive(proxy);
+    });
+}
