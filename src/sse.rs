@@ -12,8 +12,23 @@
 //! Allocation: a partial line is kept in a reusable buffer across reads; an
 //! event whose single `data:` line lies whole inside one read is handed out
 //! as a slice of that read, without copying.
+//!
+//! Memory is bounded: a line, or the data of one event, longer than
+//! [`MAX_EVENT_BYTES`] makes `feed`/`finish` return [`TooLarge`], after
+//! which the parser drops what it held and ignores further input.
 
 const BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
+
+/// Longest SSE line, and longest data of one event, accepted from the
+/// upstream. Without it a body that never sends a line ending (or an event
+/// that never ends) grows the proxy without bound. Real chunks are a few
+/// hundred bytes; a whole tool input in one chunk stays far below this.
+pub const MAX_EVENT_BYTES: usize = 16 << 20;
+
+/// A line or an event went over the parser's limit; the stream cannot be
+/// parsed further.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooLarge;
 
 /// One dispatched event. `event` is empty when the stream gave no `event:`
 /// line (the SSE default type, "message").
@@ -24,8 +39,12 @@ pub struct Event<'a> {
 }
 
 /// Incremental parser state. One per upstream response.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SseParser {
+    /// Limit on one line and on one event's data ([`MAX_EVENT_BYTES`]).
+    max: usize,
+    /// A limit was exceeded: everything after is ignored.
+    too_large: bool,
     /// Bytes of a line not yet terminated in previous reads.
     line: Vec<u8>,
     /// Data of the current event when it spans reads or several lines.
@@ -50,13 +69,38 @@ enum Pending<'i> {
     Owned,
 }
 
+impl Default for SseParser {
+    fn default() -> Self {
+        Self::with_max(MAX_EVENT_BYTES)
+    }
+}
+
 impl SseParser {
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// A parser with a limit other than [`MAX_EVENT_BYTES`] (for tests).
+    pub fn with_max(max: usize) -> Self {
+        SseParser {
+            max,
+            too_large: false,
+            line: Vec::new(),
+            data: Vec::new(),
+            has_data: false,
+            event: Vec::new(),
+            skip_lf: false,
+            bom_pos: 0,
+            bom_done: false,
+        }
+    }
+
     /// Consumes `input` and calls `on_event` for every event completed by it.
-    pub fn feed<F: FnMut(Event<'_>)>(&mut self, input: &[u8], on_event: &mut F) {
+    /// Events completed before a limit is hit are still delivered.
+    pub fn feed<F: FnMut(Event<'_>)>(&mut self, input: &[u8], on_event: &mut F) -> Result<(), TooLarge> {
+        if self.too_large {
+            return Err(TooLarge);
+        }
         let mut input = self.strip_bom(input);
         if self.skip_lf && !input.is_empty() {
             self.skip_lf = false;
@@ -77,13 +121,18 @@ impl SseParser {
                 }
             }
             if self.line.is_empty() {
+                self.check(head.len())?;
                 self.line_in_input(head, &mut pending, on_event);
             } else {
+                self.check(self.line.len() + head.len())?;
                 self.line.extend_from_slice(head);
                 let line = std::mem::take(&mut self.line);
                 self.owned_line(&line, &mut pending, on_event);
                 self.line = line;
                 self.line.clear();
+            }
+            if self.too_large {
+                return self.overflow();
             }
         }
         if let Pending::Borrowed(d) = pending {
@@ -91,23 +140,50 @@ impl SseParser {
             self.data.extend_from_slice(d);
             self.has_data = true;
         }
+        self.check(self.line.len() + input.len())?;
         self.line.extend_from_slice(input);
+        Ok(())
     }
 
     /// The body ended. A final unterminated line is processed and an event
     /// still being assembled is dispatched: the spec would drop it, but
     /// providers do end streams without the closing blank line, and a
     /// truncated JSON payload is caught by the consumer anyway.
-    pub fn finish<F: FnMut(Event<'_>)>(&mut self, on_event: &mut F) {
+    pub fn finish<F: FnMut(Event<'_>)>(&mut self, on_event: &mut F) -> Result<(), TooLarge> {
+        if self.too_large {
+            return Err(TooLarge);
+        }
         let mut pending = if self.has_data { Pending::Owned } else { Pending::None };
         if !self.line.is_empty() {
             let line = std::mem::take(&mut self.line);
             self.owned_line(&line, &mut pending, on_event);
             self.line = line;
             self.line.clear();
+            if self.too_large {
+                return self.overflow();
+            }
         }
         self.dispatch(&mut pending, on_event);
         self.skip_lf = false;
+        Ok(())
+    }
+
+    /// Fails when `len` bytes would go over the limit.
+    fn check(&mut self, len: usize) -> Result<(), TooLarge> {
+        if len > self.max {
+            return self.overflow();
+        }
+        Ok(())
+    }
+
+    /// Gives back what was held; the stream is over for this parser.
+    fn overflow(&mut self) -> Result<(), TooLarge> {
+        self.too_large = true;
+        self.line = Vec::new();
+        self.data = Vec::new();
+        self.event = Vec::new();
+        self.has_data = false;
+        Err(TooLarge)
     }
 
     fn strip_bom<'i>(&mut self, mut input: &'i [u8]) -> &'i [u8] {
@@ -150,6 +226,17 @@ impl SseParser {
     }
 
     fn append_data(&mut self, v: &[u8], pending: &mut Pending<'_>) {
+        let held = match *pending {
+            Pending::None => 0,
+            Pending::Borrowed(d) => d.len() + 1,
+            Pending::Owned => self.data.len() + 1,
+        };
+        if held + v.len() > self.max {
+            // Reported by the caller, which checks `too_large` per line.
+            self.too_large = true;
+            *pending = Pending::None;
+            return;
+        }
         match *pending {
             Pending::None => self.data.clear(),
             Pending::Borrowed(d) => {
@@ -230,9 +317,9 @@ mod tests {
             got.push((String::from_utf8(e.event.to_vec()).unwrap(), String::from_utf8(e.data.to_vec()).unwrap()))
         };
         for piece in pieces {
-            p.feed(piece, &mut f);
+            p.feed(piece, &mut f).unwrap();
         }
-        p.finish(&mut f);
+        p.finish(&mut f).unwrap();
         got
     }
 
@@ -311,8 +398,74 @@ mod tests {
         let input = b"data: hello\n\n";
         let mut p = SseParser::new();
         let mut ptr = std::ptr::null();
-        p.feed(input, &mut |e: Event<'_>| ptr = e.data.as_ptr());
+        p.feed(input, &mut |e: Event<'_>| ptr = e.data.as_ptr()).unwrap();
         assert_eq!(ptr, input[6..].as_ptr());
         assert!(p.data.capacity() == 0 && p.line.capacity() == 0);
+    }
+
+    /// Feeds `pieces` to a parser limited to `max`; returns the events
+    /// delivered and whether (and at which piece, `pieces.len()` = finish)
+    /// the limit was reported.
+    fn limited(max: usize, pieces: &[&[u8]]) -> (Vec<String>, Option<usize>) {
+        let mut p = SseParser::with_max(max);
+        let mut got = Vec::new();
+        let mut f = |e: Event<'_>| got.push(String::from_utf8(e.data.to_vec()).unwrap());
+        let mut failed = None;
+        for (i, piece) in pieces.iter().enumerate() {
+            if p.feed(piece, &mut f).is_err() {
+                failed = Some(i);
+                break;
+            }
+        }
+        if failed.is_none() && p.finish(&mut f).is_err() {
+            failed = Some(pieces.len());
+        }
+        if failed.is_some() {
+            // Once over, always over, and nothing more is delivered.
+            assert_eq!(p.feed(b"data: late\n\n", &mut f), Err(TooLarge));
+            assert_eq!(p.finish(&mut f), Err(TooLarge));
+            assert!(p.line.capacity() == 0 && p.data.capacity() == 0, "held memory is released");
+        }
+        (got, failed)
+    }
+
+    #[test]
+    fn lines_and_events_up_to_the_limit_pass() {
+        // "data: " + 10 bytes = a 16-byte line; data of 10 + 1 + 5 = 16 bytes.
+        let input = b"data: 0123456789\ndata: abcde\n\n";
+        for i in 0..=input.len() {
+            let (a, b) = input.split_at(i);
+            let (got, failed) = limited(16, &[a, b]);
+            assert_eq!((got, failed), (vec!["0123456789\nabcde".to_owned()], None), "split at {i}");
+        }
+    }
+
+    #[test]
+    fn a_line_without_end_over_the_limit_fails() {
+        // The body that grew the proxy to 520 MB: no line ending at all.
+        let chunk = [b'x'; 1000];
+        let pieces: Vec<&[u8]> = std::iter::repeat_n(&chunk[..], 20).collect();
+        let (got, failed) = limited(16 * 1024, &pieces);
+        assert!(got.is_empty());
+        assert_eq!(failed, Some(16), "fails as soon as the partial line passes the limit");
+        // Whole inside one read, terminated or not.
+        assert_eq!(limited(8, &[b"data: 0123\n\n"]), (vec![], Some(0)));
+        assert_eq!(limited(8, &[b"data: 0123"]), (vec![], Some(0)));
+        // Assembled from two reads.
+        assert_eq!(limited(8, &[b"data", b": 0123\n\n"]), (vec![], Some(1)));
+    }
+
+    #[test]
+    fn an_event_of_many_lines_over_the_limit_fails() {
+        // Each line is short; the event's data grows past the limit.
+        let input = b"data: ok\n\ndata: 1234\ndata: 5678\ndata: 9\n\n";
+        for i in 0..=input.len() {
+            let (a, b) = input.split_at(i);
+            let (got, failed) = limited(10, &[a, b]);
+            assert_eq!(got, vec!["ok".to_owned()], "split at {i}");
+            assert!(failed.is_some(), "split at {i}");
+        }
+        // At finish: the unterminated last line pushes the event over.
+        assert_eq!(limited(10, &[b"data: 1234\ndata: 5678\ndata: 9"]), (vec![], Some(1)));
     }
 }

@@ -17,6 +17,13 @@
 //!   still become one block each, in first-appearance order. A non-blank
 //!   fragment for a call whose block is already closed is an error, never a
 //!   silent corruption.
+//! - Text or reasoning arriving while the open tool call's arguments are
+//!   incomplete is held back and sent as its own block once the call's block
+//!   closes (closing it early would orphan the rest of the arguments);
+//!   leading blank text while a tool block is open is dropped.
+//! - Memory is bounded: an SSE line or event over `sse::MAX_EVENT_BYTES`, or
+//!   more than `tools::MAX_HELD_BYTES` held back, ends the stream with
+//!   `event: error` (502 api_error).
 //! - The end is `data: [DONE]`, or the end of the body after a
 //!   `finish_reason` (some providers omit `[DONE]`). `[DONE]` without any
 //!   `finish_reason` is taken as `end_turn`. The body ending with neither is
@@ -28,6 +35,8 @@ mod emit;
 mod testkit;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_hold;
 mod tools;
 
 use std::borrow::Cow;
@@ -36,7 +45,7 @@ use sonic_rs::{JsonValueTrait, LazyValue};
 
 use crate::convert::{stop_reason, Outcome, Usage};
 use crate::error::{ErrorType, ProxyError, Side};
-use crate::sse::{Event, SseParser};
+use crate::sse::{Event, SseParser, MAX_EVENT_BYTES};
 use emit::BlockKind;
 use tools::ToolCall;
 
@@ -68,6 +77,8 @@ impl StreamConverter {
                 open: Open::None,
                 calls: Vec::new(),
                 cur: 0,
+                held_text: Vec::new(),
+                held_bytes: 0,
                 finish: None,
                 stop_sequence: None,
                 usage: None,
@@ -92,10 +103,16 @@ impl StreamConverter {
             return;
         }
         let st = &mut self.st;
-        self.sse.feed(input, &mut |ev| st.on_event(ev, out));
+        if self.sse.feed(input, &mut |ev| st.on_event(ev, out)).is_err() {
+            st.fail(&event_too_large(), out);
+            return;
+        }
         if eof && !st.finished {
             st.at_eof = true;
-            self.sse.finish(&mut |ev| st.on_event(ev, out));
+            if self.sse.finish(&mut |ev| st.on_event(ev, out)).is_err() {
+                st.fail(&event_too_large(), out);
+                return;
+            }
             if !st.finished {
                 if st.finish.is_some() {
                     st.finalize(out);
@@ -145,6 +162,12 @@ struct State {
     /// closed; `calls[cur]` is open when `open` is `Tool`; the rest wait.
     calls: Vec<ToolCall>,
     cur: usize,
+    /// Text and reasoning that arrived while the open tool call's arguments
+    /// were incomplete, in arrival order (consecutive same-kind runs merged).
+    held_text: Vec<(BlockKind, Vec<u8>)>,
+    /// Bytes in `held_text` plus the `pending` arguments of waiting calls,
+    /// kept under `tools::MAX_HELD_BYTES`.
+    held_bytes: usize,
     /// Stop reason mapped from the last `finish_reason`, tool calls aside.
     finish: Option<&'static str>,
     /// Escaped stop string from vLLM's `choices[].stop_reason`.
@@ -266,13 +289,13 @@ impl State {
         // Some providers send the same reasoning under both names: use one.
         let thinking = non_empty(&reasoning).or_else(|| non_empty(&reasoning_alt));
         if let Some(t) = thinking {
-            self.on_block_text(BlockKind::Thinking, t.as_bytes(), out);
+            self.on_block_text(BlockKind::Thinking, t.as_bytes(), out)?;
         }
         if let Some(t) = non_empty(&content) {
-            self.on_block_text(BlockKind::Text, t.as_bytes(), out);
+            self.on_block_text(BlockKind::Text, t.as_bytes(), out)?;
         }
         if let Some(t) = non_empty(&refusal) {
-            self.on_block_text(BlockKind::Text, t.as_bytes(), out);
+            self.on_block_text(BlockKind::Text, t.as_bytes(), out)?;
         }
         if let Some(list) = tool_calls.and_then(LazyValue::into_array_iter) {
             for call in list {
@@ -282,7 +305,28 @@ impl State {
         Ok(())
     }
 
-    fn on_block_text(&mut self, kind: BlockKind, escaped: &[u8], out: &mut Vec<u8>) {
+    fn on_block_text(&mut self, kind: BlockKind, escaped: &[u8], out: &mut Vec<u8>) -> Step {
+        if matches!(self.open, Open::Tool(_)) {
+            let incomplete = self.calls.get(self.cur).is_some_and(|c| !c.scan.complete());
+            if self.held_text.is_empty() && tools::is_blank(escaped) {
+                // Models put newlines around tool calls; a block of nothing
+                // but those is noise.
+                return Ok(());
+            }
+            if incomplete {
+                self.hold(escaped.len())?;
+                match self.held_text.last_mut() {
+                    Some((k, buf)) if *k == kind => buf.extend_from_slice(escaped),
+                    _ => self.held_text.push((kind, escaped.to_vec())),
+                }
+                return Ok(());
+            }
+        }
+        self.write_text(kind, escaped, out);
+        Ok(())
+    }
+
+    fn write_text(&mut self, kind: BlockKind, escaped: &[u8], out: &mut Vec<u8>) {
         let index = match self.open {
             Open::Block(k, i) if k == kind => i,
             _ => {
@@ -376,14 +420,41 @@ impl State {
                     }
                 }
                 _ => {
+                    self.hold(args.len())?;
                     let c = &mut self.calls[i];
                     c.pending.extend_from_slice(args);
                     c.scan.feed(args);
                 }
             }
         }
+        let open_complete = self.calls.get(self.cur).is_some_and(|c| c.scan.complete());
+        if matches!(self.open, Open::Tool(_)) && open_complete && !self.held_text.is_empty() {
+            // The text that waited on these arguments can go out now.
+            self.close_tool(out);
+            self.release_held(out);
+        }
         self.advance(out);
         Ok(())
+    }
+
+    /// Accounts for `n` more bytes held back.
+    fn hold(&mut self, n: usize) -> Step {
+        self.held_bytes += n;
+        if self.held_bytes > tools::MAX_HELD_BYTES {
+            return Err(ProxyError::bad_gateway(format!(
+                "upstream stream held back more than {} MiB while a tool call was incomplete",
+                tools::MAX_HELD_BYTES >> 20
+            )));
+        }
+        Ok(())
+    }
+
+    /// Sends the held text as blocks; the last one stays open.
+    fn release_held(&mut self, out: &mut Vec<u8>) {
+        for (kind, text) in std::mem::take(&mut self.held_text) {
+            self.held_bytes = self.held_bytes.saturating_sub(text.len());
+            self.write_text(kind, &text, out);
+        }
     }
 
     fn is_opened(&self, i: usize) -> bool {
@@ -412,11 +483,14 @@ impl State {
         emit::tool_start(out, index, &c.id, &c.name);
         if !c.pending.is_empty() {
             emit::input_json_delta(out, index, &c.pending);
+            self.held_bytes = self.held_bytes.saturating_sub(c.pending.len());
             c.pending = Vec::new();
         }
         self.open = Open::Tool(index);
     }
 
+    /// Closes the open block; text held behind a tool block follows it as
+    /// block(s) of its own, closed too. Nothing is open afterwards.
     fn close_block(&mut self, out: &mut Vec<u8>) {
         match self.open {
             Open::None => {}
@@ -425,12 +499,23 @@ impl State {
                 emit::block_stop(out, i);
             }
             Open::Block(BlockKind::Text, i) => emit::block_stop(out, i),
-            Open::Tool(i) => {
-                emit::block_stop(out, i);
-                self.cur += 1;
+            Open::Tool(_) => {
+                self.close_tool(out);
+                if !self.held_text.is_empty() {
+                    self.release_held(out);
+                    self.close_block(out);
+                }
             }
         }
         self.open = Open::None;
+    }
+
+    fn close_tool(&mut self, out: &mut Vec<u8>) {
+        if let Open::Tool(i) = self.open {
+            emit::block_stop(out, i);
+            self.cur += 1;
+            self.open = Open::None;
+        }
     }
 
     fn take_index(&mut self) -> u32 {
@@ -462,6 +547,8 @@ impl State {
             return;
         }
         self.ensure_started(out);
+        // Held text is not sent after a failure: the error ends the stream.
+        self.held_text.clear();
         self.close_block(out);
         err.write_sse(out);
         self.finished = true;
@@ -493,6 +580,10 @@ fn parse_usage(u: &LazyValue<'_>) -> Usage {
 
 fn truncated() -> ProxyError {
     ProxyError::bad_gateway("upstream stream ended before completion")
+}
+
+fn event_too_large() -> ProxyError {
+    ProxyError::bad_gateway(format!("upstream sent an SSE line or event larger than {} MiB", MAX_EVENT_BYTES >> 20))
 }
 
 fn invalid_chunk(e: sonic_rs::Error) -> ProxyError {

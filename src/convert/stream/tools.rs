@@ -13,6 +13,13 @@
 
 use crate::convert::sanitize_tool_id;
 
+/// Most escaped bytes the stream converter holds back at once: arguments of
+/// tool calls waiting for their block, plus text that arrived while the open
+/// call's arguments were incomplete. Bounded so an upstream that never
+/// completes a call cannot grow the proxy without limit; far above any real
+/// tool input.
+pub(super) const MAX_HELD_BYTES: usize = 16 << 20;
+
 /// One upstream tool call, in first-appearance order (= block order).
 #[derive(Debug)]
 pub(super) struct ToolCall {
