@@ -43,7 +43,7 @@ OUT=$(cd "$OUT" && pwd)
 PREV=$(ls -1d "$ROOT"/benchmark-results/*/ 2>/dev/null | grep -v "$(basename "$OUT")" | sort | tail -1 || true)
 
 if [ "$QUICK" = 1 ]; then
-  DURATION=2s; WARMUP=1s; PROFILES="simple claude-code"; CRIT_ARGS="--warm-up-time 0.2 --measurement-time 0.5 --sample-size 10"
+  DURATION=1s; WARMUP=500ms; PROFILES="simple claude-code"; CRIT_ARGS="--warm-up-time 0.2 --measurement-time 0.5 --sample-size 10"
 else
   DURATION=10s; WARMUP=2s; PROFILES="simple multi-turn large tools claude-code"; CRIT_ARGS="--warm-up-time 1 --measurement-time 3"
 fi

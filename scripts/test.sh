@@ -48,4 +48,28 @@ case "$TARGET" in /*) ;; *) TARGET="$ROOT/$TARGET" ;; esac
 export CCPROXY_BIN="${CCPROXY_BIN:-$TARGET/debug/ccproxy}"
 "$VENV/bin/python" -m pytest tests/py -q
 
-printf '\nscripts/test.sh: ALL CHECKS PASSED (fmt, clippy, build, cargo test, SDK conformance, Claude Code e2e)\n'
+step "benchmark pipeline smoke (scripts/run-benchmarks.sh --quick --no-criterion)"
+# Proves the pipeline end to end; asserts files and zero errors, never timing.
+SMOKE="$(mktemp -d)"
+if ! scripts/run-benchmarks.sh --quick --no-criterion --out "$SMOKE/run" > "$SMOKE/log" 2>&1; then
+  cat "$SMOKE/log"; exit 1
+fi
+for f in summary.md machine.txt memory.txt; do
+  test -s "$SMOKE/run/$f" || { echo "benchmark smoke: $f missing"; exit 1; }
+done
+ls "$SMOKE"/run/runs/ccproxy-*/latency.hgrm > /dev/null
+ls "$SMOKE"/run/latency-*.svg > /dev/null
+"$VENV/bin/python" - "$SMOKE/run" <<'PY'
+import glob, json, sys
+bad = []
+for path in glob.glob(sys.argv[1] + "/runs/*/summary.json"):
+    s = json.load(open(path))
+    if s["requests"] <= 0 or s["errors"]["total"] != 0:
+        bad.append((path, s["requests"], s["errors"]))
+if bad:
+    sys.exit(f"benchmark smoke: runs with errors or no requests: {bad}")
+print("benchmark smoke: all runs served requests with zero errors")
+PY
+rm -rf "$SMOKE"
+
+printf '\nscripts/test.sh: ALL CHECKS PASSED (fmt, clippy, build, cargo test, SDK conformance, Claude Code e2e, benchmark smoke)\n'
