@@ -46,6 +46,32 @@ pub fn bind_listeners(addr: SocketAddr, n: usize) -> anyhow::Result<(Vec<std::ne
 
 /// Starts the workers and blocks for as long as they run.
 pub fn run(config: Config) -> anyhow::Result<()> {
+    let running = start(config)?;
+    running.join()
+}
+
+/// A started proxy: the address it really listens on (port 0 resolved) and
+/// its worker threads.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Blocks for as long as the workers run.
+    pub fn join(self) -> anyhow::Result<()> {
+        for h in self.workers {
+            if h.join().is_err() {
+                anyhow::bail!("a worker thread panicked");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Binds, starts the workers and returns once every worker is accepting, so
+/// that an embedder (tests, benches) learns the bound address.
+pub fn start(config: Config) -> anyhow::Result<Running> {
     let workers = config.workers.max(1);
     let (listeners, addr) = bind_listeners(config.listen, workers)?;
     let mut config = config;
@@ -87,12 +113,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         upstream = %config.upstream.base_url,
         "ccproxy listening on http://{addr} workers={workers} driver={driver}"
     );
-    for h in handles {
-        if h.join().is_err() {
-            anyhow::bail!("a worker thread panicked");
-        }
-    }
-    Ok(())
+    Ok(Running { addr, workers: handles })
 }
 
 fn worker_thread(
