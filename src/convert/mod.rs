@@ -16,6 +16,8 @@
 pub mod quirks;
 pub mod request;
 pub mod response;
+#[cfg(test)]
+mod round_trip;
 mod schema;
 pub mod stream;
 pub mod tool_ids;
