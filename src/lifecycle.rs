@@ -15,7 +15,7 @@ use monoio::io::AsyncReadRent;
 use monoio::net::{TcpListener, TcpStream};
 
 use crate::config::Config;
-use crate::convert::{self, request::RequestOptions, stream::StreamConverter, Outcome};
+use crate::convert::{self, request::RequestMeta, request::RequestOptions, stream::StreamConverter, Outcome};
 use crate::endpoints;
 use crate::error::{ErrorType, ProxyError, Side};
 use crate::http::body::BodyDecoder;
@@ -497,12 +497,16 @@ async fn messages(
     let mut ubody = std::mem::take(&mut c.scratch);
     ubody.clear();
     let cfg = &w.config.upstream;
-    let opts = RequestOptions {
-        route: &w.config.route,
-        reasoning_effort: cfg.reasoning_effort,
+    let quirks = convert::Quirks {
+        reasoning: if cfg.reasoning_effort { convert::ReasoningParam::Effort } else { convert::ReasoningParam::None },
         pdf_file_parts: cfg.pdf_file_parts,
+        ..convert::Quirks::default()
     };
-    let converted = convert::request::convert_request(body_bytes(c, body), &opts, &mut ubody);
+    let converted = convert::request::inspect(body_bytes(c, body)).and_then(|i| {
+        let opts =
+            RequestOptions { model: w.config.route.resolve(i.client_model()), quirks: &quirks, max_tokens_cap: None };
+        convert::request::convert_inspected(&i, &opts, &mut ubody)
+    });
     let meta = match converted {
         Ok(m) => m,
         Err(e) => {
@@ -560,8 +564,9 @@ async fn messages(
         }
         let mut out = std::mem::take(&mut c.ubuf);
         out.clear();
-        let converted =
-            read.and_then(|_| convert::response::convert_response(&raw, &meta.client_model, &message_id, &mut out));
+        let converted = read.and_then(|_| {
+            convert::response::convert_response(&raw, &meta.client_model, &message_id, &meta.tool_names, &mut out)
+        });
         c.scratch = raw;
         let outcome = match converted {
             Ok(o) => o,
@@ -579,7 +584,7 @@ async fn messages(
 
     Shard::bump(&w.shard().streams);
     let framing = if http11 { Framing::Chunked } else { Framing::Close };
-    stream_response(w, c, ex, &meta.client_model, &message_id, keep_alive, framing, access).await
+    stream_response(w, c, ex, &meta, &message_id, keep_alive, framing, access).await
 }
 
 /// A streaming request answered with something other than SSE (usually a
@@ -604,7 +609,7 @@ async fn stream_response(
     w: &Worker,
     c: &mut Conn,
     mut ex: upstream::Exchange,
-    model: &str,
+    meta: &RequestMeta,
     message_id: &str,
     keep_alive: bool,
     framing: Framing,
@@ -613,7 +618,7 @@ async fn stream_response(
     let cfg = &w.config.upstream;
     let chunked = framing == Framing::Chunked;
     let keep_alive = keep_alive && chunked;
-    let mut conv = StreamConverter::new(model, message_id);
+    let mut conv = StreamConverter::new(&meta.client_model, message_id).with_tool_names(meta.tool_names.clone());
     let mut events = std::mem::take(&mut c.events);
     events.clear();
     let mut wbuf = std::mem::take(&mut c.wbuf);

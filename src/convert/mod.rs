@@ -6,12 +6,25 @@
 //! - [`response`]: OpenAI non-streaming response → Anthropic message
 //! - [`stream`]: OpenAI SSE stream → Anthropic SSE events
 //!
-//! This file holds the vocabulary the three share: usage, stop reasons and
-//! the ids we mint.
+//! - [`quirks`]: what each provider needs beyond plain Chat Completions
+//! - [`tool_ids`] / [`tool_names`]: reversible tool ids and long tool names
+//! - [`schema`]: tool schemas cleaned for Gemini
+//!
+//! This file holds the vocabulary they share: usage, stop reasons and the
+//! ids we mint.
 
+pub mod quirks;
 pub mod request;
 pub mod response;
+#[cfg(test)]
+mod round_trip;
+mod schema;
 pub mod stream;
+pub mod tool_ids;
+pub mod tool_names;
+
+pub use quirks::{Quirks, ReasoningParam};
+pub use tool_names::ToolNames;
 
 use std::cell::Cell;
 
@@ -108,19 +121,6 @@ pub fn new_tool_id() -> String {
     write_id("toolu_")
 }
 
-/// Makes an upstream tool-call id valid for Anthropic (`^[a-zA-Z0-9_-]+$`):
-/// other characters become `_`; an empty id gets a fresh one.
-pub fn sanitize_tool_id(id: &str, out: &mut String) {
-    out.clear();
-    if id.is_empty() {
-        out.push_str(&new_tool_id());
-        return;
-    }
-    for c in id.chars() {
-        out.push(if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' });
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,16 +154,5 @@ mod tests {
         }
         let t = new_tool_id();
         assert!(t.starts_with("toolu_"));
-    }
-
-    #[test]
-    fn tool_ids_are_sanitized() {
-        let mut s = String::new();
-        sanitize_tool_id("functions.Bash:0", &mut s);
-        assert_eq!(s, "functions_Bash_0");
-        sanitize_tool_id("call_ok-1", &mut s);
-        assert_eq!(s, "call_ok-1");
-        sanitize_tool_id("", &mut s);
-        assert!(s.starts_with("toolu_"));
     }
 }

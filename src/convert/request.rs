@@ -27,35 +27,46 @@
 //! - `top_k` is dropped. Server tools (a `type` other than `custom`, e.g.
 //!   `web_search_20250305`) carry no `input_schema` and have no OpenAI
 //!   equivalent, so they are skipped.
-//! - `thinking` → `reasoning_effort` only when the target accepts it, by
-//!   budget: below 4096 → `low`, below 16384 → `medium`, else `high`;
-//!   `adaptive` uses `output_config.effort` (`max` → `high`) and otherwise
-//!   `high`, Anthropic's default effort.
+//! - `thinking` → an effort, by budget: below 4096 → `low`, below 16384 →
+//!   `medium`, else `high`; `adaptive` uses `output_config.effort` (`max` →
+//!   `high`) and otherwise `high`, Anthropic's default effort. The effort is
+//!   sent as the provider's [`ReasoningParam`] says, or dropped.
+//! - `max_tokens` is capped by the provider's cap, and sent as
+//!   `max_completion_tokens` to OpenAI reasoning models (see [`Quirks`]).
 //! - Every other top-level field (`context_management`, `output_config`,
 //!   `service_tier`, `container`, `cache_control`, ...) is never forwarded.
+//! - Tool ids the response side encoded (`ccpx_…`, see [`super::tool_ids`])
+//!   are decoded back to the upstream's ids; tool names over 64 characters
+//!   are shortened (see [`super::tool_names`]).
+//!
+//! Two phases: [`inspect`] validates the body and exposes what routing
+//! needs ([`RouteFacts`]) before the upstream is known; [`convert_inspected`]
+//! then writes the body for the routed model and provider.
 
 mod messages;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_quirks;
+mod tools;
 
 use std::fmt;
 
 use sonic_rs::{JsonValueTrait, LazyValue};
 
+use crate::convert::quirks::{Quirks, ReasoningParam};
+use crate::convert::tool_names::ToolNames;
 use crate::error::ProxyError;
 use crate::json;
-use crate::route::ModelRoute;
 
-/// What the target upstream accepts beyond plain Chat Completions.
+/// The upstream chosen by routing, and what it accepts.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestOptions<'a> {
-    /// Upstream model = `route.resolve(client_model)`.
-    pub route: &'a ModelRoute,
-    /// The target accepts `reasoning_effort`; if false, `thinking` is dropped.
-    pub reasoning_effort: bool,
-    /// The target accepts `{"type":"file","file":{"filename","file_data"}}`
-    /// parts; if false, a base64 PDF document is a 400 naming the block.
-    pub pdf_file_parts: bool,
+    /// The upstream model, already routed.
+    pub model: &'a str,
+    pub quirks: &'a Quirks,
+    /// The provider's cap on `max_tokens` (the smaller of the two is sent).
+    pub max_tokens_cap: Option<u32>,
 }
 
 /// Facts about the client request the lifecycle needs after conversion.
@@ -64,6 +75,52 @@ pub struct RequestMeta {
     /// The model name the client asked for (echoed back in responses).
     pub client_model: String,
     pub stream: bool,
+    /// Shortened → original tool names, for the response converters.
+    pub tool_names: ToolNames,
+}
+
+/// What routing looks at, read during [`inspect`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteFacts<'a> {
+    /// The client's `model`.
+    pub model: &'a str,
+    /// `thinking.type == "enabled"` (not `adaptive`, which Claude Code sends
+    /// on every turn).
+    pub thinking_enabled: bool,
+    /// A tool whose `type` starts with `web_search`.
+    pub web_search: bool,
+    /// Length of the client body in bytes.
+    pub body_len: usize,
+}
+
+/// A validated client body, between [`inspect`] and [`convert_inspected`].
+pub struct Inspected<'a> {
+    top: Top<'a>,
+    max_tokens: u64,
+    stream: bool,
+    thinking_enabled: bool,
+    web_search: bool,
+    body_len: usize,
+}
+
+impl Inspected<'_> {
+    pub fn facts(&self) -> RouteFacts<'_> {
+        RouteFacts {
+            model: self.client_model(),
+            thinking_enabled: self.thinking_enabled,
+            web_search: self.web_search,
+            body_len: self.body_len,
+        }
+    }
+
+    /// The model the client asked for (non-empty).
+    pub fn client_model(&self) -> &str {
+        self.top.model.as_ref().and_then(|m| m.as_str()).unwrap_or("")
+    }
+
+    pub fn stream(&self) -> bool {
+        self.stream
+    }
 }
 
 /// Longest `metadata.user_id` forwarded as OpenAI's `user`, in characters.
@@ -72,22 +129,21 @@ pub const MAX_USER_LEN: usize = 64;
 /// OpenAI's cap on `stop` entries.
 const MAX_STOP: usize = 4;
 
-/// Converts an Anthropic Messages body into an OpenAI Chat Completions body
-/// appended to `out`. On error `out` may hold a partial body; the caller
-/// discards it.
-pub fn convert_request(body: &[u8], opts: &RequestOptions, out: &mut Vec<u8>) -> Result<RequestMeta, ProxyError> {
+/// Validates a client body and reads the routing facts. Checks the JSON and
+/// the required fields (`model`, `max_tokens`, `messages`, `stream`); the
+/// rest is checked while converting.
+pub fn inspect(body: &[u8]) -> Result<Inspected<'_>, ProxyError> {
     if !json::depth_within(body, json::MAX_DEPTH) {
         return Err(ProxyError::bad_request("body nests objects or arrays deeper than 128 levels"));
     }
     let top = Top::read(body)?;
-
-    let model = match &top.model {
+    match &top.model {
         None => return Err(ProxyError::bad_request("model: required")),
         Some(v) => match v.as_str() {
-            Some(s) if !s.is_empty() => s,
+            Some(s) if !s.is_empty() => {}
             _ => return Err(ProxyError::bad_request("model: must be a non-empty string")),
         },
-    };
+    }
     let max_tokens = match &top.max_tokens {
         None => return Err(ProxyError::bad_request("max_tokens: required")),
         Some(v) => match v.as_u64() {
@@ -95,21 +151,38 @@ pub fn convert_request(body: &[u8], opts: &RequestOptions, out: &mut Vec<u8>) ->
             _ => return Err(ProxyError::bad_request("max_tokens: must be a positive integer")),
         },
     };
-    let msgs = match top.messages {
+    match &top.messages {
         None => return Err(ProxyError::bad_request("messages: required")),
-        Some(v) if v.is_array() => v,
+        Some(v) if v.is_array() => {}
         Some(_) => return Err(ProxyError::bad_request("messages: must be an array")),
-    };
+    }
     let stream = match &top.stream {
         None => false,
         Some(v) if v.is_null() => false,
         Some(v) => v.as_bool().ok_or_else(|| ProxyError::bad_request("stream: must be a boolean"))?,
     };
+    let thinking_enabled =
+        top.thinking.as_ref().and_then(|t| t.get("type")).is_some_and(|t| t.as_str() == Some("enabled"));
+    let web_search = top.tools.as_ref().is_some_and(tools::has_web_search);
+    Ok(Inspected { top, max_tokens, stream, thinking_enabled, web_search, body_len: body.len() })
+}
+
+/// Converts an inspected body into an OpenAI Chat Completions body for the
+/// routed upstream, appended to `out`. On error `out` may hold a partial
+/// body; the caller discards it.
+pub fn convert_inspected(
+    i: &Inspected<'_>,
+    opts: &RequestOptions,
+    out: &mut Vec<u8>,
+) -> Result<RequestMeta, ProxyError> {
+    let top = &i.top;
+    let mq = opts.quirks.for_model(opts.model);
+    let msgs = top.messages.clone().ok_or_else(|| ProxyError::bad_request("messages: required"))?;
 
     out.extend_from_slice(b"{\"model\":");
-    json::write_str(out, opts.route.resolve(model));
+    json::write_str(out, opts.model);
     out.extend_from_slice(b",\"messages\":[");
-    if let Some(system) = present(top.system) {
+    if let Some(system) = present(top.system.clone()) {
         messages::write_system(out, system, Loc::System)?;
     }
     let n = messages::write_messages(out, msgs, opts)?;
@@ -118,37 +191,58 @@ pub fn convert_request(body: &[u8], opts: &RequestOptions, out: &mut Vec<u8>) ->
     }
     close_array(out);
 
-    out.extend_from_slice(b",\"max_tokens\":");
+    let max_tokens = match opts.max_tokens_cap.filter(|&c| c > 0) {
+        Some(cap) => i.max_tokens.min(cap as u64),
+        None => i.max_tokens,
+    };
+    out.extend_from_slice(if mq.completion_tokens {
+        b",\"max_completion_tokens\":".as_slice()
+    } else {
+        b",\"max_tokens\":"
+    });
     json::write_u64(out, max_tokens);
-    if stream {
+    if i.stream {
         out.extend_from_slice(b",\"stream\":true,\"stream_options\":{\"include_usage\":true}");
     }
-    write_number(out, b",\"temperature\":", present(top.temperature), "temperature")?;
-    write_number(out, b",\"top_p\":", present(top.top_p), "top_p")?;
-    if let Some(stops) = present(top.stop_sequences) {
+    write_number(out, b",\"temperature\":", present(top.temperature.clone()), "temperature", mq.sampling)?;
+    write_number(out, b",\"top_p\":", present(top.top_p.clone()), "top_p", mq.sampling)?;
+    if let Some(stops) = present(top.stop_sequences.clone()) {
         write_stop(out, stops)?;
     }
-    if let Some(meta) = present(top.metadata) {
+    if let Some(meta) = present(top.metadata.clone()) {
         write_user(out, meta)?;
     }
-    let has_tools = match present(top.tools) {
-        Some(tools) => write_tools(out, tools)?,
+    let mut tool_names = ToolNames::default();
+    let has_tools = match present(top.tools.clone()) {
+        Some(t) => tools::write_tools(out, t, opts.quirks, &mut tool_names)?,
         None => false,
     };
-    if let Some(choice) = present(top.tool_choice) {
-        write_tool_choice(out, choice, has_tools)?;
+    if let Some(choice) = present(top.tool_choice.clone()) {
+        tools::write_tool_choice(out, choice, has_tools)?;
     }
-    if let Some(thinking) = present(top.thinking) {
-        let effort = reasoning_effort(thinking, present(top.output_config))?;
-        if let (Some(effort), true) = (effort, opts.reasoning_effort) {
-            out.extend_from_slice(b",\"reasoning_effort\":\"");
-            out.extend_from_slice(effort.as_bytes());
-            out.push(b'"');
+    if let Some(thinking) = present(top.thinking.clone()) {
+        let effort = reasoning_effort(thinking, present(top.output_config.clone()))?;
+        if let Some(effort) = effort {
+            let (open, close): (&[u8], &[u8]) = match mq.reasoning {
+                ReasoningParam::None => (b"", b""),
+                ReasoningParam::Effort => (b",\"reasoning_effort\":\"", b"\""),
+                ReasoningParam::OpenRouter => (b",\"reasoning\":{\"effort\":\"", b"\"}"),
+            };
+            if !open.is_empty() {
+                out.extend_from_slice(open);
+                out.extend_from_slice(effort.as_bytes());
+                out.extend_from_slice(close);
+            }
         }
     }
     out.push(b'}');
 
-    Ok(RequestMeta { client_model: model.to_owned(), stream })
+    Ok(RequestMeta { client_model: i.client_model().to_owned(), stream: i.stream, tool_names })
+}
+
+/// [`inspect`] then [`convert_inspected`], for callers that route before.
+pub fn convert_request(body: &[u8], opts: &RequestOptions, out: &mut Vec<u8>) -> Result<RequestMeta, ProxyError> {
+    convert_inspected(&inspect(body)?, opts, out)
 }
 
 /// The top-level fields we read; everything else is dropped unseen.
@@ -286,10 +380,20 @@ pub(crate) fn close_array(out: &mut Vec<u8>) {
     out.push(b']');
 }
 
-fn write_number(out: &mut Vec<u8>, key: &[u8], v: Option<LazyValue<'_>>, name: &str) -> Result<(), ProxyError> {
+/// Validates a number field; writes it when `send`.
+fn write_number(
+    out: &mut Vec<u8>,
+    key: &[u8],
+    v: Option<LazyValue<'_>>,
+    name: &str,
+    send: bool,
+) -> Result<(), ProxyError> {
     if let Some(v) = v {
         if !v.is_number() {
             return Err(bad(name, "must be a number"));
+        }
+        if !send {
+            return Ok(());
         }
         out.extend_from_slice(key);
         out.extend_from_slice(v.as_raw_str().as_bytes());
@@ -336,114 +440,6 @@ fn write_user(out: &mut Vec<u8>, meta: LazyValue<'_>) -> Result<(), ProxyError> 
             out.extend_from_slice(b",\"user\":");
             out.extend_from_slice(v.as_raw_str().as_bytes());
         }
-    }
-    Ok(())
-}
-
-/// Writes `,"tools":[...]` and returns whether any function tool was written.
-fn write_tools(out: &mut Vec<u8>, tools: LazyValue<'_>) -> Result<bool, ProxyError> {
-    let iter = tools.into_array_iter().ok_or_else(|| bad("tools", "must be an array"))?;
-    let mark = out.len();
-    out.extend_from_slice(b",\"tools\":[");
-    let mut written = 0usize;
-    for (i, tool) in iter.enumerate() {
-        let tool = tool.map_err(json_error)?;
-        let fields = tool.into_object_iter().ok_or_else(|| bad(format_args!("tools.{i}"), "must be an object"))?;
-        let (mut ty, mut name, mut desc, mut schema) = (None, None, None, None);
-        for item in fields {
-            let (key, v) = item.map_err(json_error)?;
-            match key.as_ref() {
-                "type" => ty = Some(v),
-                "name" => name = Some(v),
-                "description" => desc = Some(v),
-                "input_schema" => schema = Some(v),
-                _ => {}
-            }
-        }
-        if let Some(ty) = present(ty) {
-            match ty.as_str() {
-                Some("custom") => {}
-                Some(kind) => {
-                    tracing::debug!(tool = i, kind, "skipping Anthropic server tool: no OpenAI equivalent");
-                    continue;
-                }
-                None => return Err(bad(format_args!("tools.{i}.type"), "must be a string")),
-            }
-        }
-        let name = name.filter(|n| n.is_str()).ok_or_else(|| bad(format_args!("tools.{i}.name"), "required string"))?;
-        let schema = schema
-            .filter(|s| s.is_object())
-            .ok_or_else(|| bad(format_args!("tools.{i}.input_schema"), "required object"))?;
-        out.extend_from_slice(b"{\"type\":\"function\",\"function\":{\"name\":");
-        out.extend_from_slice(name.as_raw_str().as_bytes());
-        if let Some(desc) = present(desc) {
-            if !desc.is_str() {
-                return Err(bad(format_args!("tools.{i}.description"), "must be a string"));
-            }
-            out.extend_from_slice(b",\"description\":");
-            out.extend_from_slice(desc.as_raw_str().as_bytes());
-        }
-        out.extend_from_slice(b",\"parameters\":");
-        out.extend_from_slice(schema.as_raw_str().as_bytes());
-        out.extend_from_slice(b"}},");
-        written += 1;
-    }
-    if written == 0 {
-        // OpenAI rejects an empty `tools` array.
-        out.truncate(mark);
-        return Ok(false);
-    }
-    close_array(out);
-    Ok(true)
-}
-
-/// OpenAI rejects `tool_choice`/`parallel_tool_calls` without tools, so both
-/// are only written when at least one function tool went out.
-fn write_tool_choice(out: &mut Vec<u8>, choice: LazyValue<'_>, has_tools: bool) -> Result<(), ProxyError> {
-    let fields = choice.into_object_iter().ok_or_else(|| bad("tool_choice", "must be an object"))?;
-    let (mut ty, mut name, mut no_parallel) = (None, None, false);
-    for item in fields {
-        let (key, v) = item.map_err(json_error)?;
-        match key.as_ref() {
-            "type" => ty = Some(v),
-            "name" => name = Some(v),
-            "disable_parallel_tool_use" => {
-                no_parallel = match v.as_bool() {
-                    Some(b) => b,
-                    None if v.is_null() => false,
-                    None => return Err(bad("tool_choice.disable_parallel_tool_use", "must be a boolean")),
-                }
-            }
-            _ => {}
-        }
-    }
-    let ty = ty.ok_or_else(|| bad("tool_choice.type", "required"))?;
-    let value: &[u8] = match ty.as_str() {
-        Some("auto") => b"\"auto\"",
-        Some("any") => b"\"required\"",
-        Some("none") => b"\"none\"",
-        Some("tool") => b"",
-        _ => return Err(bad("tool_choice.type", "must be \"auto\", \"any\", \"tool\" or \"none\"")),
-    };
-    let name = match (value.is_empty(), name) {
-        (true, Some(n)) if n.is_str() => Some(n),
-        (true, _) => return Err(bad("tool_choice.name", "required string when type is \"tool\"")),
-        (false, _) => None,
-    };
-    if !has_tools {
-        return Ok(());
-    }
-    out.extend_from_slice(b",\"tool_choice\":");
-    match name {
-        Some(n) => {
-            out.extend_from_slice(b"{\"type\":\"function\",\"function\":{\"name\":");
-            out.extend_from_slice(n.as_raw_str().as_bytes());
-            out.extend_from_slice(b"}}");
-        }
-        None => out.extend_from_slice(value),
-    }
-    if no_parallel {
-        out.extend_from_slice(b",\"parallel_tool_calls\":false");
     }
     Ok(())
 }

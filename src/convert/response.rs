@@ -21,12 +21,16 @@
 //!   lost and the tool's own validation reports the problem to the model.
 //!   Some servers send `arguments` as an object already; it is copied.
 //! - vLLM's `choices[0].stop_reason` string becomes `stop_sequence`.
+//! - Tool ids Anthropic would refuse, and ids carrying a Gemini
+//!   `extra_content.google.thought_signature`, are encoded reversibly
+//!   (see [`crate::convert::tool_ids`]); shortened tool names are mapped
+//!   back to the client's (see [`crate::convert::tool_names`]).
 //! - A 200 body that is not JSON, has no choices, or is an error object is a
 //!   502 for the client, carrying the upstream message where there is one.
 
 use sonic_rs::{JsonValueTrait, LazyValue};
 
-use crate::convert::{sanitize_tool_id, stop_reason, Outcome, Usage};
+use crate::convert::{stop_reason, tool_ids, Outcome, ToolNames, Usage};
 use crate::error::{upstream_message, ProxyError};
 use crate::json;
 
@@ -34,14 +38,21 @@ use crate::json;
 /// appends it to `out`. On error `out` is left as it was.
 ///
 /// `model` = the model name the client asked for (echoed back);
-/// `message_id` = a fresh `msg_` id from the caller.
-pub fn convert_response(body: &[u8], model: &str, message_id: &str, out: &mut Vec<u8>) -> Result<Outcome, ProxyError> {
+/// `message_id` = a fresh `msg_` id from the caller; `names` = the request's
+/// shortened tool names ([`crate::convert::request::RequestMeta::tool_names`]).
+pub fn convert_response(
+    body: &[u8],
+    model: &str,
+    message_id: &str,
+    names: &ToolNames,
+    out: &mut Vec<u8>,
+) -> Result<Outcome, ProxyError> {
     if !crate::json::depth_within(body, crate::json::MAX_DEPTH) {
         return Err(ProxyError::bad_gateway("upstream response nests objects or arrays deeper than 128 levels"));
     }
     let top = parse_top(body)?;
     let start = out.len();
-    let result = write_message(&top, model, message_id, out);
+    let result = write_message(&top, model, message_id, names, out);
     if result.is_err() {
         out.truncate(start);
     }
@@ -150,7 +161,13 @@ fn parse_choice<'a>(choice: LazyValue<'a>) -> Result<Choice<'a>, ProxyError> {
     Ok(c)
 }
 
-fn write_message(top: &Top<'_>, model: &str, message_id: &str, out: &mut Vec<u8>) -> Result<Outcome, ProxyError> {
+fn write_message(
+    top: &Top<'_>,
+    model: &str,
+    message_id: &str,
+    names: &ToolNames,
+    out: &mut Vec<u8>,
+) -> Result<Outcome, ProxyError> {
     let choice = match &top.choice {
         Some(c) => parse_choice(c.clone())?,
         None => return Err(ProxyError::bad_gateway("upstream response has no choices")),
@@ -180,17 +197,17 @@ fn write_message(top: &Top<'_>, model: &str, message_id: &str, out: &mut Vec<u8>
     }
 
     let mut saw_tool_call = false;
-    let mut id_buf = String::new();
+    let mut tools = Tools { id: String::new(), names };
     if let Some(calls) = choice.tool_calls.clone().and_then(LazyValue::into_array_iter) {
         for call in calls {
             let call = call.map_err(upstream_json_error)?;
-            if write_tool_call(&call, &mut id_buf, &mut blocks, out)? {
+            if write_tool_call(&call, &mut tools, &mut blocks, out)? {
                 saw_tool_call = true;
             }
         }
     }
     if let Some(fc) = &choice.function_call {
-        if fc.is_object() && write_function(fc, "", &mut id_buf, &mut blocks, out) {
+        if fc.is_object() && write_function(fc, "", None, &mut tools, &mut blocks, out) {
             saw_tool_call = true;
         }
     }
@@ -270,10 +287,16 @@ fn write_content(content: &LazyValue<'_>, blocks: &mut Blocks, out: &mut Vec<u8>
     }
 }
 
+/// Per-message tool-call state: a reusable id buffer and the name map.
+struct Tools<'n> {
+    id: String,
+    names: &'n ToolNames,
+}
+
 /// Writes one `tool_calls[]` entry; returns whether a block was written.
 fn write_tool_call(
     call: &LazyValue<'_>,
-    id_buf: &mut String,
+    tools: &mut Tools<'_>,
     blocks: &mut Blocks,
     out: &mut Vec<u8>,
 ) -> Result<bool, ProxyError> {
@@ -282,18 +305,21 @@ fn write_tool_call(
     }
     let id_value = call.get("id");
     let id = id_value.as_ref().and_then(|v| v.as_str()).unwrap_or("");
+    let sig_value = call.pointer(["extra_content", "google", "thought_signature"]);
+    let signature = sig_value.as_ref().and_then(|v| v.as_str());
     let Some(function) = call.get("function").filter(|f| f.is_object()) else {
         tracing::warn!(tool_call = clip(call.as_raw_str()), "upstream tool call without a `function` object; dropped");
         return Ok(false);
     };
-    Ok(write_function(&function, id, id_buf, blocks, out))
+    Ok(write_function(&function, id, signature, tools, blocks, out))
 }
 
 /// Writes a `{name, arguments}` function object as a `tool_use` block.
 fn write_function(
     function: &LazyValue<'_>,
     id: &str,
-    id_buf: &mut String,
+    signature: Option<&str>,
+    tools: &mut Tools<'_>,
     blocks: &mut Blocks,
     out: &mut Vec<u8>,
 ) -> bool {
@@ -302,12 +328,16 @@ fn write_function(
         tracing::warn!(function = clip(function.as_raw_str()), "upstream tool call without a name; dropped");
         return false;
     };
-    sanitize_tool_id(id, id_buf);
+    tool_ids::encode(id, signature, &mut tools.id);
     blocks.open(out);
     out.extend_from_slice(b"{\"type\":\"tool_use\",\"id\":");
-    json::write_str(out, id_buf);
+    json::write_str(out, &tools.id);
     out.extend_from_slice(b",\"name\":");
-    write_raw_string(out, &name);
+    let original = if tools.names.is_empty() { None } else { name.as_str().and_then(|n| tools.names.original(n)) };
+    match original {
+        Some(original) => json::write_str(out, original),
+        None => write_raw_string(out, &name),
+    }
     out.extend_from_slice(b",\"input\":");
     write_input(function.get("arguments").as_ref(), name.as_raw_str(), out);
     out.push(b'}');
@@ -441,7 +471,8 @@ mod tests {
 
     fn conv(body: &str) -> (Value, Outcome) {
         let mut out = Vec::new();
-        let outcome = convert_response(body.as_bytes(), "claude-test", "msg_1", &mut out).unwrap();
+        let outcome =
+            convert_response(body.as_bytes(), "claude-test", "msg_1", &ToolNames::default(), &mut out).unwrap();
         let v: Value = sonic_rs::from_slice(&out)
             .unwrap_or_else(|e| panic!("output is not JSON: {e}: {}", String::from_utf8_lossy(&out)));
         (v, outcome)
@@ -549,7 +580,7 @@ mod tests {
             "",
         );
         let mut out = Vec::new();
-        convert_response(b.as_bytes(), "m", "msg_1", &mut out).unwrap();
+        convert_response(b.as_bytes(), "m", "msg_1", &ToolNames::default(), &mut out).unwrap();
         let v: Value = sonic_rs::from_slice(&out).unwrap();
         (v.pointer(&pointer!["content", 0, "input"]).unwrap().clone(), out)
     }
@@ -581,14 +612,16 @@ mod tests {
     }
 
     #[test]
-    fn tool_ids_are_sanitized_or_minted() {
+    fn tool_ids_are_encoded_or_minted() {
         let (v, _) = conv(&body(
             r#"{"tool_calls":[{"id":"functions.Bash:0","type":"function","function":{"name":"Bash","arguments":"{}"}},
                 {"type":"function","function":{"name":"Read","arguments":"{}"}}]}"#,
             r#""tool_calls""#,
             "",
         ));
-        assert_eq!(v.pointer(&pointer!["content", 0, "id"]).unwrap().as_str(), Some("functions_Bash_0"));
+        let id = v.pointer(&pointer!["content", 0, "id"]).unwrap().as_str().unwrap();
+        assert!(tool_ids::is_valid_id(id), "{id}");
+        assert_eq!(tool_ids::decode(id).unwrap().id, "functions.Bash:0");
         let minted = v.pointer(&pointer!["content", 1, "id"]).unwrap().as_str().unwrap();
         assert!(minted.starts_with("toolu_") && minted.len() > 10, "{minted}");
     }
@@ -692,7 +725,7 @@ mod tests {
 
     fn err_of(body: &[u8]) -> ProxyError {
         let mut out = b"keep".to_vec();
-        let e = convert_response(body, "m", "msg_1", &mut out).unwrap_err();
+        let e = convert_response(body, "m", "msg_1", &ToolNames::default(), &mut out).unwrap_err();
         assert_eq!(out, b"keep", "output must be untouched on error");
         e
     }
@@ -736,7 +769,14 @@ mod tests {
     #[test]
     fn appends_to_the_callers_buffer() {
         let mut out = b"prefix".to_vec();
-        convert_response(br#"{"choices":[{"message":{"content":"x"}}]}"#, "m", "msg_1", &mut out).unwrap();
+        convert_response(
+            br#"{"choices":[{"message":{"content":"x"}}]}"#,
+            "m",
+            "msg_1",
+            &ToolNames::default(),
+            &mut out,
+        )
+        .unwrap();
         assert!(out.starts_with(b"prefix{\"id\":\"msg_1\""));
     }
 
@@ -752,7 +792,7 @@ mod tests {
         let mut ok = 0;
         for end in 0..=full.len() {
             let mut out = Vec::new();
-            match convert_response(&full[..end], "m", "msg_1", &mut out) {
+            match convert_response(&full[..end], "m", "msg_1", &ToolNames::default(), &mut out) {
                 Ok(_) => {
                     ok += 1;
                     sonic_rs::from_slice::<Value>(&out).unwrap();

@@ -28,6 +28,10 @@
 //!   `finish_reason` (some providers omit `[DONE]`). `[DONE]` without any
 //!   `finish_reason` is taken as `end_turn`. The body ending with neither is
 //!   a truncation and becomes `event: error`, never a fake `end_turn`.
+//! - Tool ids are made valid for Anthropic and carry Gemini thought
+//!   signatures ([`crate::convert::tool_ids`]); the id is fixed when the
+//!   call's block opens, so a signature arriving after the id still counts.
+//!   Shortened tool names are mapped back ([`Self::with_tool_names`]).
 //! - Only choice 0 is converted.
 
 mod emit;
@@ -43,7 +47,7 @@ use std::borrow::Cow;
 
 use sonic_rs::{JsonValueTrait, LazyValue};
 
-use crate::convert::{stop_reason, Outcome, Usage};
+use crate::convert::{stop_reason, Outcome, ToolNames, Usage};
 use crate::error::{ErrorType, ProxyError, Side};
 use crate::sse::{Event, SseParser, MAX_EVENT_BYTES};
 use emit::BlockKind;
@@ -83,6 +87,7 @@ impl StreamConverter {
                 stop_sequence: None,
                 usage: None,
                 outcome: Outcome::default(),
+                names: ToolNames::default(),
             },
         }
     }
@@ -91,6 +96,14 @@ impl StreamConverter {
     /// when the upstream reports no usage. The upstream's count wins.
     pub fn with_input_tokens(mut self, input_tokens: u64) -> Self {
         self.st.input_tokens = input_tokens;
+        self
+    }
+
+    /// The request's shortened tool names
+    /// ([`crate::convert::request::RequestMeta::tool_names`]), mapped back
+    /// to the client's names in `tool_use` blocks.
+    pub fn with_tool_names(mut self, names: ToolNames) -> Self {
+        self.st.names = names;
         self
     }
 
@@ -174,6 +187,7 @@ struct State {
     stop_sequence: Option<Vec<u8>>,
     usage: Option<Usage>,
     outcome: Outcome,
+    names: ToolNames,
 }
 
 type Step = Result<(), ProxyError>;
@@ -345,16 +359,19 @@ impl State {
 
     fn on_tool_call(&mut self, call: LazyValue<'_>, out: &mut Vec<u8>) -> Step {
         let Some(fields) = call.into_object_iter() else { return Ok(()) };
-        let (mut index, mut id, mut function) = (None, None, None);
+        let (mut index, mut id, mut function, mut extra) = (None, None, None, None);
         for entry in fields {
             let (k, v) = entry.map_err(invalid_chunk)?;
             match &*k {
                 "index" => index = v.as_u64(),
                 "id" => id = Some(v),
                 "function" => function = Some(v),
+                "extra_content" => extra = Some(v),
                 _ => {}
             }
         }
+        let signature = extra.as_ref().and_then(|e| e.pointer(["google", "thought_signature"]));
+        let signature = signature.as_ref().and_then(|s| s.as_str());
         let (mut name, mut args) = (None, None);
         if let Some(fields) = function.and_then(LazyValue::into_object_iter) {
             for entry in fields {
@@ -381,26 +398,22 @@ impl State {
             }
             _ => b"",
         };
-        self.tool_fragment(index, id, name, args, out)
+        self.tool_fragment(index, Ids { id, name, signature }, args, out)
     }
 
-    fn tool_fragment(
-        &mut self,
-        index: Option<u64>,
-        id: Option<&str>,
-        name: Option<&str>,
-        args: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Step {
+    fn tool_fragment(&mut self, index: Option<u64>, ids: Ids<'_>, args: &[u8], out: &mut Vec<u8>) -> Step {
+        let Ids { id, name, signature } = ids;
         let i = match tools::locate(&self.calls, index, id, name) {
             Some(i) => {
                 if !self.is_opened(i) {
-                    self.calls[i].fill(id, name);
+                    self.calls[i].fill(id, name, signature);
                 }
                 i
             }
             None => {
-                self.calls.push(ToolCall::new(index, id.unwrap_or(""), name.unwrap_or("")));
+                let mut call = ToolCall::new(index, id.unwrap_or(""), name.unwrap_or(""));
+                call.fill(None, None, signature);
+                self.calls.push(call);
                 self.calls.len() - 1
             }
         };
@@ -480,7 +493,8 @@ impl State {
     fn open_tool(&mut self, out: &mut Vec<u8>) {
         let index = self.take_index();
         let Some(c) = self.calls.get_mut(self.cur) else { return };
-        emit::tool_start(out, index, &c.id, &c.name);
+        c.assign_id();
+        emit::tool_start(out, index, &c.id, self.names.client_name(&c.name));
         if !c.pending.is_empty() {
             emit::input_json_delta(out, index, &c.pending);
             self.held_bytes = self.held_bytes.saturating_sub(c.pending.len());
@@ -554,6 +568,13 @@ impl State {
         self.finished = true;
         self.outcome = Outcome { stop_reason: None, usage: self.usage.unwrap_or_default() };
     }
+}
+
+/// What identifies a tool call in one fragment.
+struct Ids<'a> {
+    id: Option<&'a str>,
+    name: Option<&'a str>,
+    signature: Option<&'a str>,
 }
 
 /// The escaped body of a JSON string value, without its quotes.

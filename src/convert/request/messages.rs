@@ -20,11 +20,19 @@
 //! - A mid-list system message between an assistant's tool calls and the
 //!   user turn answering them is moved to just after the tool messages,
 //!   because OpenAI rejects anything between tool_calls and their results.
-//! - `thinking` and `redacted_thinking` blocks are dropped everywhere; any
-//!   unknown block type is a 400 naming the block.
+//! - `thinking` and `redacted_thinking` blocks are dropped everywhere, except
+//!   with DeepSeek's quirk: an assistant turn with tool calls then carries
+//!   its thinking text (joined with `"\n\n"`, empty when it has none) as
+//!   `reasoning_content`, which DeepSeek's thinking mode requires back.
+//!   Any unknown block type is a 400 naming the block.
+//! - Tool ids are decoded (see [`super::tools::write_id`]); with Gemini's
+//!   quirk a decoded thought signature goes back on its tool call as
+//!   `extra_content.google.thought_signature`. Long tool names are
+//!   shortened as in the tool definitions.
 
 use sonic_rs::{JsonValueTrait, LazyValue};
 
+use super::tools::{write_id, write_name};
 use super::{bad, close_array, json_error, present, raw_body, Loc, RequestOptions};
 use crate::error::ProxyError;
 use crate::json;
@@ -60,6 +68,7 @@ impl Loc {
 struct Block<'a> {
     ty: Option<LazyValue<'a>>,
     text: Option<LazyValue<'a>>,
+    thinking: Option<LazyValue<'a>>,
     source: Option<LazyValue<'a>>,
     title: Option<LazyValue<'a>>,
     id: Option<LazyValue<'a>>,
@@ -89,6 +98,7 @@ impl<'a> Block<'a> {
             let slot = match key.as_ref() {
                 "type" => &mut b.ty,
                 "text" => &mut b.text,
+                "thinking" => &mut b.thinking,
                 "source" => &mut b.source,
                 "title" => &mut b.title,
                 "id" => &mut b.id,
@@ -197,7 +207,7 @@ pub(super) fn write_messages(
             }
             Some("assistant") => {
                 flush_held(out, &mut held)?;
-                awaiting_tools = write_assistant(out, content, at)?;
+                awaiting_tools = write_assistant(out, content, at, opts)?;
             }
             Some("system") if awaiting_tools => held.push((content, at)),
             Some("system") => write_system(out, content, at)?,
@@ -311,7 +321,7 @@ fn write_tool_message(out: &mut Vec<u8>, b: &Block<'_>, at: Loc) -> Result<bool,
         Some(v) => v.as_bool().ok_or_else(|| bad(format_args!("{at}.is_error"), "must be a boolean"))?,
     };
     out.extend_from_slice(b"{\"role\":\"tool\",\"tool_call_id\":");
-    out.extend_from_slice(id.as_raw_str().as_bytes());
+    write_id(out, id);
     out.extend_from_slice(b",\"content\":\"");
     if is_error {
         out.extend_from_slice(TOOL_ERROR_PREFIX.as_bytes());
@@ -420,7 +430,7 @@ fn write_part(out: &mut Vec<u8>, b: &Block<'_>, kind: Kind, at: Loc, opts: &Requ
                             "base64 documents must be application/pdf",
                         ));
                     }
-                    if !opts.pdf_file_parts {
+                    if !opts.quirks.pdf_file_parts {
                         return Err(bad(at, "PDF documents are not supported by this upstream; send the text instead"));
                     }
                     out.extend_from_slice(b"{\"type\":\"file\",\"file\":{\"filename\":\"");
@@ -446,7 +456,12 @@ fn write_part(out: &mut Vec<u8>, b: &Block<'_>, kind: Kind, at: Loc, opts: &Requ
 }
 
 /// Writes an assistant message; returns whether it carries tool_calls.
-fn write_assistant(out: &mut Vec<u8>, content: LazyValue<'_>, at: Loc) -> Result<bool, ProxyError> {
+fn write_assistant(
+    out: &mut Vec<u8>,
+    content: LazyValue<'_>,
+    at: Loc,
+    opts: &RequestOptions,
+) -> Result<bool, ProxyError> {
     if content.is_str() {
         out.extend_from_slice(b"{\"role\":\"assistant\",\"content\":");
         out.extend_from_slice(content.as_raw_str().as_bytes());
@@ -499,19 +514,53 @@ fn write_assistant(out: &mut Vec<u8>, content: LazyValue<'_>, at: Loc) -> Result
             let id = req_str(&b.id, bat, "id")?;
             let name = req_str(&b.name, bat, "name")?;
             out.extend_from_slice(b"{\"id\":");
-            out.extend_from_slice(id.as_raw_str().as_bytes());
+            let signature = write_id(out, id);
             out.extend_from_slice(b",\"type\":\"function\",\"function\":{\"name\":");
-            out.extend_from_slice(name.as_raw_str().as_bytes());
+            write_name(out, name, None);
             out.extend_from_slice(b",\"arguments\":");
             match present(b.input.clone()) {
                 None => out.extend_from_slice(b"\"{}\""),
                 Some(input) if input.is_object() => json::write_str(out, input.as_raw_str()),
                 Some(_) => return Err(bad(format_args!("{bat}.input"), "must be an object")),
             }
-            out.extend_from_slice(b"}},");
+            out.push(b'}');
+            if let (Some(sig), true) = (signature, opts.quirks.gemini) {
+                out.extend_from_slice(b",\"extra_content\":{\"google\":{\"thought_signature\":");
+                json::write_str(out, &sig);
+                out.extend_from_slice(b"}}");
+            }
+            out.extend_from_slice(b"},");
         }
         close_array(out);
+        if opts.quirks.deepseek_reasoning_passback {
+            write_reasoning_content(out, blocks(), at)?;
+        }
     }
     out.extend_from_slice(b"},");
     Ok(calls > 0)
+}
+
+/// `,"reasoning_content":"…"`: the turn's thinking texts joined, raw.
+fn write_reasoning_content<'a>(
+    out: &mut Vec<u8>,
+    blocks: impl Iterator<Item = (usize, sonic_rs::Result<LazyValue<'a>>)>,
+    at: Loc,
+) -> Result<(), ProxyError> {
+    out.extend_from_slice(b",\"reasoning_content\":\"");
+    let mut first = true;
+    for (j, v) in blocks {
+        let (b, kind) = Block::read(v.map_err(json_error)?, at.block(j))?;
+        let Some(t) = b.thinking.filter(|t| kind == Kind::Thinking && t.is_str()) else { continue };
+        let text = raw_body(&t);
+        if text.is_empty() {
+            continue;
+        }
+        if !first {
+            out.extend_from_slice(JOIN.as_bytes());
+        }
+        first = false;
+        out.extend_from_slice(text.as_bytes());
+    }
+    out.push(b'"');
+    Ok(())
 }

@@ -5,16 +5,31 @@ use sonic_rs::{json, JsonContainerTrait, JsonValueTrait, Value};
 
 use super::messages::TOOL_ERROR_PREFIX;
 use super::*;
+use crate::route::ModelRoute;
 
 fn route() -> ModelRoute {
     ModelRoute { force: None, map: vec![("claude-x".into(), "gpt-up".into())], default: None }
 }
 
-fn run(body: &str, reasoning: bool, pdf: bool) -> Result<(Value, RequestMeta), ProxyError> {
+pub(super) fn quirks(reasoning: bool, pdf: bool) -> Quirks {
+    Quirks {
+        reasoning: if reasoning { ReasoningParam::Effort } else { ReasoningParam::None },
+        pdf_file_parts: pdf,
+        ..Quirks::default()
+    }
+}
+
+/// Inspects, routes with the test table, converts.
+pub(super) fn convert_routed(body: &[u8], quirks: &Quirks, out: &mut Vec<u8>) -> Result<RequestMeta, ProxyError> {
     let r = route();
-    let opts = RequestOptions { route: &r, reasoning_effort: reasoning, pdf_file_parts: pdf };
+    let i = inspect(body)?;
+    let opts = RequestOptions { model: r.resolve(i.client_model()), quirks, max_tokens_cap: None };
+    convert_inspected(&i, &opts, out)
+}
+
+fn run(body: &str, reasoning: bool, pdf: bool) -> Result<(Value, RequestMeta), ProxyError> {
     let mut out = b"prefix".to_vec();
-    let meta = convert_request(body.as_bytes(), &opts, &mut out)?;
+    let meta = convert_routed(body.as_bytes(), &quirks(reasoning, pdf), &mut out)?;
     assert_eq!(&out[..6], b"prefix", "output must be appended");
     let v: Value = sonic_rs::from_slice(&out[6..])
         .unwrap_or_else(|e| panic!("invalid output JSON: {e}\n{}", String::from_utf8_lossy(&out)));
@@ -51,7 +66,7 @@ fn msgs(v: &Value) -> Vec<Value> {
 fn minimal_request_resolves_model_and_keeps_max_tokens() {
     let (v, meta) = run(&req(HI, ""), false, false).unwrap();
     assert_eq!(v, json!({"model":"gpt-up","messages":[{"role":"user","content":"hi"}],"max_tokens":100}));
-    assert_eq!(meta, RequestMeta { client_model: "claude-x".into(), stream: false });
+    assert_eq!(meta, RequestMeta { client_model: "claude-x".into(), stream: false, tool_names: ToolNames::default() });
     let unmapped = conv(r#"{"model":"other","max_tokens":1,"messages":[{"role":"user","content":"x"}]}"#);
     assert_eq!(unmapped["model"], json!("other"));
 }
@@ -375,10 +390,8 @@ fn tools_are_stripped_and_server_tools_skipped() {
         {{"type":"web_search_20250305","name":"web_search","max_uses":5}},
         {{"input_schema":{{"type":"object"}},"name":"NoDesc"}}]"#
     );
-    let r = route();
-    let opts = RequestOptions { route: &r, reasoning_effort: false, pdf_file_parts: false };
     let mut out = Vec::new();
-    convert_request(req(HI, &tools).as_bytes(), &opts, &mut out).unwrap();
+    convert_routed(req(HI, &tools).as_bytes(), &quirks(false, false), &mut out).unwrap();
     let text = String::from_utf8(out.clone()).unwrap();
     assert!(text.contains(&format!("\"parameters\":{schema}")), "schema not raw: {text}");
     let v: Value = sonic_rs::from_slice(&out).unwrap();
@@ -499,11 +512,9 @@ fn claude_code_shaped_request() {
     let body = claude_code_body();
     assert!(body.len() > 20_000, "{}", body.len());
     let src: Value = sonic_rs::from_str(&body).expect("test body must be valid JSON");
-    let r = route();
-    let opts = RequestOptions { route: &r, reasoning_effort: true, pdf_file_parts: false };
     let mut out = Vec::new();
-    let meta = convert_request(body.as_bytes(), &opts, &mut out).unwrap();
-    assert_eq!(meta, RequestMeta { client_model: "claude-x".into(), stream: true });
+    let meta = convert_routed(body.as_bytes(), &quirks(true, false), &mut out).unwrap();
+    assert_eq!(meta, RequestMeta { client_model: "claude-x".into(), stream: true, tool_names: ToolNames::default() });
     let v: Value = sonic_rs::from_slice(&out).unwrap();
     assert_only_openai_keys(&v);
     assert_tools_follow_calls(&v);
@@ -567,8 +578,8 @@ fn every_prefix_of_a_valid_request_is_handled_without_panic() {
     );
     assert!(run(&body, true, true).is_ok());
     let bytes = body.as_bytes();
-    let r = route();
-    let opts = RequestOptions { route: &r, reasoning_effort: true, pdf_file_parts: true };
+    let q = quirks(true, true);
+    let opts = RequestOptions { model: "m", quirks: &q, max_tokens_cap: None };
     let mut out = Vec::new();
     for n in 0..bytes.len() {
         out.clear();

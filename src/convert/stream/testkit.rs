@@ -201,6 +201,13 @@ pub fn start_tool(i: u64, id: &str, name: &str) -> Ev {
     )
 }
 
+/// The id the converter gives an upstream tool call.
+pub fn client_id(upstream_id: &str, signature: Option<&str>) -> String {
+    let mut s = String::new();
+    crate::convert::tool_ids::encode(upstream_id, signature, &mut s);
+    s
+}
+
 pub fn text(i: u64, t: &str) -> Ev {
     ev(json!({"type":"content_block_delta","index":i,"delta":{"type":"text_delta","text":t}}))
 }

@@ -240,7 +240,7 @@ fn text_then_tool_call_with_unsafe_id() {
         start_text(0),
         text(0, "Let me check."),
         stop(0),
-        start_tool(1, "functions_Bash_0", "Bash"),
+        start_tool(1, &client_id("functions.Bash:0", None), "Bash"),
         args(1, r#"{"command":"pwd"}"#),
         stop(1),
         message_delta("tool_use", (10, 9, 40)),
@@ -263,7 +263,7 @@ fn gemini_batched_calls_without_index_and_finish_stop() {
     .concat();
     let want = vec![
         message_start(),
-        start_tool(0, "g1", "Read"),
+        start_tool(0, &client_id("g1", Some("c2ln")), "Read"),
         args(0, r#"{"path":"a.txt"}"#),
         stop(0),
         start_tool(1, "g2", "Read"),

@@ -11,7 +11,7 @@
 //! arguments are a complete JSON value, which is the only safe moment before
 //! the end of the stream (a complete value cannot take more non-blank text).
 
-use crate::convert::sanitize_tool_id;
+use crate::convert::tool_ids;
 
 /// Most escaped bytes the stream converter holds back at once: arguments of
 /// tool calls waiting for their block, plus text that arrived while the open
@@ -27,7 +27,10 @@ pub(super) struct ToolCall {
     pub key: Option<u64>,
     /// Id as the upstream sent it, to recognise repeats.
     pub upstream_id: String,
-    /// Id as sent to the client (`^[a-zA-Z0-9_-]+$`).
+    /// Gemini thought signature, kept inside the client id.
+    pub signature: Option<String>,
+    /// Id as sent to the client (`^[a-zA-Z0-9_-]+$`), set when the block
+    /// opens ([`Self::assign_id`]); empty before.
     pub id: String,
     pub name: String,
     /// Escaped argument bytes received while the call's block was not open.
@@ -36,34 +39,46 @@ pub(super) struct ToolCall {
 }
 
 impl ToolCall {
-    /// An empty `upstream_id` gets a fresh `toolu_` id (from `sanitize_tool_id`).
     pub fn new(key: Option<u64>, upstream_id: &str, name: &str) -> Self {
-        let mut id = String::new();
-        sanitize_tool_id(upstream_id, &mut id);
         ToolCall {
             key,
             upstream_id: upstream_id.to_owned(),
-            id,
+            signature: None,
+            id: String::new(),
             name: name.to_owned(),
             pending: Vec::new(),
             scan: ArgScan::default(),
         }
     }
 
-    /// Late id or name (some providers send them after the first fragment).
-    /// The first non-empty value wins: several providers repeat both on every
-    /// fragment, so appending would duplicate them.
-    pub fn fill(&mut self, upstream_id: Option<&str>, name: Option<&str>) {
+    /// Late id, name or signature (some providers send them after the first
+    /// fragment). The first non-empty value wins: several providers repeat
+    /// them on every fragment, so appending would duplicate them.
+    pub fn fill(&mut self, upstream_id: Option<&str>, name: Option<&str>, signature: Option<&str>) {
         if let Some(uid) = upstream_id.filter(|s| !s.is_empty()) {
             if self.upstream_id.is_empty() {
                 self.upstream_id.push_str(uid);
-                sanitize_tool_id(uid, &mut self.id);
+            }
+        }
+        if let Some(sig) = signature.filter(|s| !s.is_empty()) {
+            if self.signature.is_none() {
+                self.signature = Some(sig.to_owned());
             }
         }
         if let Some(n) = name.filter(|s| !s.is_empty()) {
             if self.name.is_empty() {
                 self.name.push_str(n);
             }
+        }
+    }
+}
+
+impl ToolCall {
+    /// Fixes the client id, once: valid upstream ids pass through, others
+    /// (and any with a signature) are encoded, a missing one is minted.
+    pub fn assign_id(&mut self) {
+        if self.id.is_empty() {
+            tool_ids::encode(&self.upstream_id, self.signature.as_deref(), &mut self.id);
         }
     }
 }
@@ -237,12 +252,21 @@ mod tests {
     }
 
     #[test]
-    fn ids_are_sanitized_and_filled_once() {
+    fn ids_are_encoded_and_filled_once() {
         let mut c = ToolCall::new(Some(0), "", "");
-        assert!(c.id.starts_with("toolu_"));
-        c.fill(Some("functions.Bash:0"), Some("Bash"));
-        assert_eq!((c.id.as_str(), c.name.as_str()), ("functions_Bash_0", "Bash"));
-        c.fill(Some("other"), Some("Other"));
-        assert_eq!((c.id.as_str(), c.name.as_str()), ("functions_Bash_0", "Bash"));
+        c.fill(Some("functions.Bash:0"), Some("Bash"), None);
+        c.fill(Some("other"), Some("Other"), Some("sig"));
+        c.fill(None, None, Some("later"));
+        assert_eq!((c.upstream_id.as_str(), c.name.as_str()), ("functions.Bash:0", "Bash"));
+        c.assign_id();
+        let d = tool_ids::decode(&c.id).expect("encoded");
+        assert_eq!((d.id.as_str(), d.signature.as_deref()), ("functions.Bash:0", Some("sig")));
+        let first = c.id.clone();
+        c.assign_id();
+        assert_eq!(c.id, first, "assigned once");
+
+        let mut minted = ToolCall::new(None, "", "f");
+        minted.assign_id();
+        assert!(minted.id.starts_with("toolu_"));
     }
 }
