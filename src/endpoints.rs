@@ -25,7 +25,7 @@ pub fn write_status(out: &mut Vec<u8>, config: &Config, metrics: &Metrics) {
     out.extend_from_slice(b",\"listen\":");
     json::write_str(out, &config.listen.to_string());
     out.extend_from_slice(b",\"upstream\":");
-    json::write_str(out, &config.upstream.base_url);
+    json::write_str(out, &config.providers[0].upstream.base_url);
     out.extend_from_slice(b",\"requests_served\":");
     json::write_u64(out, t.requests);
     out.extend_from_slice(b",\"messages\":");
@@ -43,7 +43,7 @@ pub fn write_status(out: &mut Vec<u8>, config: &Config, metrics: &Metrics) {
 
 /// `GET /v1/models`: the configured model names in Anthropic's list shape.
 pub fn write_models(out: &mut Vec<u8>, config: &Config) {
-    let names = config.route.advertised();
+    let names = config.router.advertised();
     out.extend_from_slice(b"{\"data\":[");
     for (i, name) in names.iter().enumerate() {
         if i > 0 {

@@ -66,10 +66,12 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(id: usize, config: std::sync::Arc<Config>, metrics: std::sync::Arc<Metrics>) -> Worker {
-        let pool = Pool::new(&config.upstream);
+        // TODO(lead): one pool and one key per provider.
+        let up = &config.providers[0].upstream;
+        let pool = Pool::new(up);
         let limits = Limits { max_body_bytes: config.max_body_bytes, ..Limits::default() };
-        let redactor = Redactor::new(config.upstream.api_key.as_deref());
-        crate::redact::install(config.upstream.api_key.as_deref());
+        let redactor = Redactor::new(up.api_key.as_deref());
+        crate::redact::install(up.api_key.as_deref());
         Worker { id, config, metrics, pool, limits, redactor }
     }
 
@@ -496,12 +498,22 @@ async fn messages(
     // Step 4, convert the request.
     let mut ubody = std::mem::take(&mut c.scratch);
     ubody.clear();
-    let cfg = &w.config.upstream;
-    let opts = RequestOptions {
-        route: &w.config.route,
-        reasoning_effort: cfg.reasoning_effort,
-        pdf_file_parts: cfg.pdf_file_parts,
-    };
+    let cfg = &w.config.providers[0].upstream;
+    // TODO(lead): route from the converter's first pass, send to the decided
+    // provider's pool, fall back, and set x-ccproxy-route.
+    let mut client_model = String::new();
+    let facts = route_facts(body_bytes(c, body), &mut client_model);
+    let decision = w
+        .config
+        .router
+        .decide(&facts, &w.config.providers, &mut || crate::tokens::count_tokens(body_bytes(c, body)).unwrap_or(0));
+    if decision.provider != 0 {
+        c.scratch = ubody;
+        return Err(ProxyError::internal("routing to a provider other than the first is not wired yet"));
+    }
+    let route = crate::route::ModelRoute { force: decision.model.map(str::to_string), ..Default::default() };
+    let opts =
+        RequestOptions { route: &route, reasoning_effort: cfg.reasoning_effort, pdf_file_parts: cfg.pdf_file_parts };
     let converted = convert::request::convert_request(body_bytes(c, body), &opts, &mut ubody);
     let meta = match converted {
         Ok(m) => m,
@@ -582,12 +594,29 @@ async fn messages(
     stream_response(w, c, ex, &meta.client_model, &message_id, keep_alive, framing, access).await
 }
 
+/// Routing facts read cheaply from the body; the converter validates it.
+/// TODO(lead): replaced by `convert::inspect(..).facts()`.
+fn route_facts<'a>(body: &[u8], model: &'a mut String) -> crate::route::RouteFacts<'a> {
+    use sonic_rs::JsonValueTrait;
+    if let Some(m) = sonic_rs::get(body, ["model"]).ok().as_ref().and_then(|m| m.as_str()) {
+        model.push_str(m);
+    }
+    let thinking = sonic_rs::get(body, ["thinking", "type"]).ok();
+    let thinking_enabled = thinking.as_ref().and_then(|t| t.as_str()) == Some("enabled");
+    let web_search = sonic_rs::get(body, ["tools"]).ok().and_then(|t| t.into_array_iter()).is_some_and(|tools| {
+        tools
+            .flatten()
+            .any(|t| t.get("type").and_then(|ty| ty.as_str().map(|s| s.starts_with("web_search"))) == Some(true))
+    });
+    crate::route::RouteFacts { model: model.as_str(), thinking_enabled, web_search, body_len: body.len() }
+}
+
 /// A streaming request answered with something other than SSE (usually a
 /// JSON error with status 200): the provider's own words are the best error.
 async fn not_a_stream(w: &Worker, c: &mut Conn, ex: &mut upstream::Exchange) -> ProxyError {
     let mut raw = std::mem::take(&mut c.scratch);
     raw.clear();
-    let idle = w.config.upstream.idle_timeout.min(Duration::from_secs(10));
+    let idle = w.config.providers[0].upstream.idle_timeout.min(Duration::from_secs(10));
     let _ = ex.conn.read_full_body(&mut ex.decoder, &mut raw, idle, 256 * 1024).await;
     let e = match crate::error::upstream_message(&raw) {
         Some(m) => ProxyError::bad_gateway(format!("upstream answered a streaming request without SSE: {m}")),
@@ -610,7 +639,7 @@ async fn stream_response(
     framing: Framing,
     access: &mut Access,
 ) -> Result<Done, ProxyError> {
-    let cfg = &w.config.upstream;
+    let cfg = &w.config.providers[0].upstream;
     let chunked = framing == Framing::Chunked;
     let keep_alive = keep_alive && chunked;
     let mut conv = StreamConverter::new(model, message_id);

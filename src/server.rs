@@ -84,7 +84,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     }
     let _ = metrics.driver.set(driver);
     tracing::info!(
-        upstream = %config.upstream.base_url,
+        upstream = %config.providers[0].upstream.base_url,
         "ccproxy listening on http://{addr} workers={workers} driver={driver}"
     );
     for h in handles {

@@ -9,9 +9,12 @@
 //! This file holds the vocabulary the three share: usage, stop reasons and
 //! the ids we mint.
 
+pub mod quirks;
 pub mod request;
 pub mod response;
 pub mod stream;
+
+pub use quirks::{Quirks, ReasoningParam};
 
 use std::cell::Cell;
 
