@@ -18,6 +18,8 @@ mod render;
 mod routing;
 mod url;
 
+#[cfg(test)]
+pub(crate) use providers::test_provider;
 pub use providers::{Auth, Provider, ProviderKind};
 
 use std::fmt;
@@ -698,5 +700,7 @@ fn resolve_proxy(
     Ok(Some(ProxyConfig { url: p.url, host: p.host, port: p.port, from_env: Some(var) }))
 }
 
+#[cfg(test)]
+mod provider_tests;
 #[cfg(test)]
 mod tests;

@@ -282,3 +282,205 @@ impl ModelRoute {
         self.default.as_deref().unwrap_or(client_model)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::test_provider;
+
+    fn providers() -> Vec<Provider> {
+        ["main", "cheap", "big", "search", "reason"].into_iter().map(test_provider).collect()
+    }
+
+    fn t(provider: usize, model: &str) -> Target {
+        Target { provider, model: Some(model.to_string()) }
+    }
+
+    fn route(provider: usize, model: &str) -> Option<Route> {
+        Some(Route { target: t(provider, model), fallbacks: vec![t(0, format!("{model}-fb").as_str())] })
+    }
+
+    /// Every rule configured.
+    fn full() -> Router {
+        Router {
+            forced: None,
+            map: vec![("claude-sonnet-4-5".into(), t(0, "mapped")), ("claude-haiku-mapped".into(), t(1, "mh"))],
+            default: Route { target: t(0, "main-model"), fallbacks: vec![t(2, "default-fb"), t(1, "default-fb2")] },
+            background: route(1, "small"),
+            think: route(4, "r1"),
+            long_context: route(2, "long"),
+            long_context_threshold: 1000,
+            web_search: route(3, "online"),
+        }
+    }
+
+    fn facts(model: &str) -> RouteFacts<'_> {
+        RouteFacts { model, thinking_enabled: false, web_search: false, body_len: 100 }
+    }
+
+    /// Decides and returns `provider,model (reason)`, asserting the
+    /// tokenizer was not needed.
+    fn label(r: &Router, f: &RouteFacts) -> String {
+        let ps = providers();
+        let d = r.decide(f, &ps, &mut || panic!("count_tokens called for body_len {}", f.body_len));
+        let mut out = Vec::new();
+        d.write_label(&ps[d.provider].name, f.model, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn each_rule_fires_alone() {
+        let r = full();
+        assert_eq!(label(&r, &facts("claude-opus-4-8")), "main,main-model (default)");
+        assert_eq!(label(&r, &facts("claude-sonnet-4-5")), "main,mapped (model_map)");
+        assert_eq!(label(&r, &facts("claude-3-5-HAIKU-latest")), "cheap,small (background)");
+        assert_eq!(label(&r, &RouteFacts { web_search: true, ..facts("x") }), "search,online (web_search)");
+        assert_eq!(label(&r, &RouteFacts { thinking_enabled: true, ..facts("x") }), "reason,r1 (think)");
+        assert_eq!(label(&r, &RouteFacts { body_len: 8001, ..facts("x") }), "big,long (long_context)");
+        assert_eq!(label(&r, &facts("cheap,some/model:free")), "cheap,some/model:free (explicit)");
+        let forced = Router { forced: Some(t(0, "forced")), ..full() };
+        assert_eq!(label(&forced, &facts("x")), "main,forced (forced)");
+    }
+
+    #[test]
+    fn precedence_order() {
+        let all = RouteFacts { model: "claude-sonnet-4-5", thinking_enabled: true, web_search: true, body_len: 9000 };
+        let mut r = Router { forced: Some(t(1, "forced")), ..full() };
+        assert_eq!(label(&r, &all), "cheap,forced (forced)");
+        r.forced = None;
+        assert_eq!(label(&r, &RouteFacts { model: "big,x", ..all }), "big,x (explicit)");
+        assert_eq!(label(&r, &all), "main,mapped (model_map)");
+        let all = RouteFacts { model: "claude-haiku-4-5", ..all };
+        assert_eq!(label(&r, &all), "big,long (long_context)");
+        assert_eq!(label(&r, &RouteFacts { body_len: 10, ..all }), "cheap,small (background)");
+        let all = RouteFacts { model: "claude-opus", body_len: 10, ..all };
+        assert_eq!(label(&r, &all), "search,online (web_search)");
+        assert_eq!(label(&r, &RouteFacts { web_search: false, ..all }), "reason,r1 (think)");
+        // Unconfigured routes are skipped, whatever the facts say.
+        r = Router { default: r.default.clone(), ..Router::default() };
+        assert_eq!(label(&r, &RouteFacts { model: "claude-haiku-4-5", ..all }), "main,main-model (default)");
+    }
+
+    #[test]
+    fn explicit_needs_a_known_provider_and_a_model() {
+        let r = full();
+        assert_eq!(label(&r, &facts(" reason , deepseek-reasoner ")), "reason,deepseek-reasoner (explicit)");
+        // Unknown provider or empty model: the other rules decide.
+        assert_eq!(label(&r, &facts("nope,claude-haiku")), "cheap,small (background)");
+        assert_eq!(label(&r, &facts("big,")), "main,main-model (default)");
+        assert_eq!(label(&r, &facts(",x")), "main,main-model (default)");
+        let ps = providers();
+        let d = r.decide(&facts("big,m1"), &ps, &mut || 0);
+        assert_eq!((d.provider, d.model, d.fallbacks), (2, Some("m1"), r.default.fallbacks.as_slice()));
+    }
+
+    #[test]
+    fn think_means_enabled_only_and_adaptive_is_not_thinking() {
+        // The caller maps `{type:"adaptive"}` to thinking_enabled = false.
+        let r = full();
+        assert_eq!(label(&r, &facts("claude-opus-4-8")), "main,main-model (default)");
+        assert_eq!(label(&r, &RouteFacts { thinking_enabled: true, ..facts("claude-opus-4-8") }), "reason,r1 (think)");
+    }
+
+    #[test]
+    fn long_context_byte_bounds() {
+        let r = full(); // threshold 1000 tokens: band is 2000..=8000 bytes
+        let ps = providers();
+        let calls = std::cell::Cell::new(0);
+        let decide = |len: usize, tokens: u64| {
+            let f = RouteFacts { body_len: len, ..facts("x") };
+            let d = r.decide(&f, &ps, &mut || {
+                calls.set(calls.get() + 1);
+                tokens
+            });
+            d.reason
+        };
+        // Outside the band the tokenizer is never called.
+        assert_eq!(decide(1999, 1_000_000), Reason::Default);
+        assert_eq!(decide(0, 1_000_000), Reason::Default);
+        assert_eq!(decide(8001, 0), Reason::LongContext);
+        assert_eq!(decide(usize::MAX, 0), Reason::LongContext);
+        assert_eq!(calls.get(), 0);
+        // Inside it, exactly once per decision, and the count decides.
+        assert_eq!(decide(2000, 999), Reason::Default);
+        assert_eq!(decide(2000, 1000), Reason::LongContext);
+        assert_eq!(decide(8000, 999), Reason::Default);
+        assert_eq!(decide(5000, 4000), Reason::LongContext);
+        assert_eq!(calls.get(), 4);
+        // Without a long-context route nothing is counted at all.
+        let r = Router { long_context: None, ..full() };
+        let d = r.decide(&RouteFacts { body_len: 5000, ..facts("x") }, &ps, &mut || panic!("counted"));
+        assert_eq!(d.reason, Reason::Default);
+        // Rules above long_context do not count either.
+        let r = full();
+        let d = r.decide(&RouteFacts { body_len: 5000, ..facts("claude-sonnet-4-5") }, &ps, &mut || panic!("counted"));
+        assert_eq!(d.reason, Reason::ModelMap);
+    }
+
+    #[test]
+    fn huge_thresholds_do_not_overflow() {
+        let r = Router { long_context_threshold: u64::MAX, ..full() };
+        let ps = providers();
+        let d = r.decide(&RouteFacts { body_len: usize::MAX, ..facts("x") }, &ps, &mut || 0);
+        assert_eq!(d.reason, Reason::Default);
+    }
+
+    #[test]
+    fn fallbacks_per_route() {
+        let r = full();
+        let ps = providers();
+        let fb = |f: &RouteFacts| -> Vec<Target> { r.decide(f, &ps, &mut || 0).fallbacks.to_vec() };
+        assert_eq!(fb(&facts("x")), vec![t(2, "default-fb"), t(1, "default-fb2")]);
+        assert_eq!(fb(&facts("claude-haiku")), vec![t(0, "small-fb")]);
+        assert_eq!(fb(&RouteFacts { thinking_enabled: true, ..facts("x") }), vec![t(0, "r1-fb")]);
+        assert_eq!(fb(&RouteFacts { web_search: true, ..facts("x") }), vec![t(0, "online-fb")]);
+        assert_eq!(fb(&RouteFacts { body_len: 1 << 20, ..facts("x") }), vec![t(0, "long-fb")]);
+        // Forced, explicit and mapped requests use the default route's list.
+        assert_eq!(fb(&facts("claude-sonnet-4-5")), fb(&facts("x")));
+        assert_eq!(fb(&facts("big,y")), fb(&facts("x")));
+    }
+
+    #[test]
+    fn pass_through_targets_keep_the_client_model() {
+        let r = Router::default();
+        let ps = providers();
+        let d = r.decide(&facts("claude-opus-4-8"), &ps, &mut || 0);
+        assert_eq!((d.provider, d.model, d.reason), (0, None, Reason::Default));
+        assert_eq!(d.upstream_model("claude-opus-4-8"), "claude-opus-4-8");
+        assert_eq!(Target { provider: 1, model: None }.model_for("c"), "c");
+        assert_eq!(t(1, "m").model_for("c"), "m");
+    }
+
+    #[test]
+    fn advertised_names_are_unique() {
+        let r = Router { forced: Some(t(0, "mapped")), ..full() };
+        assert_eq!(r.advertised(), vec!["claude-sonnet-4-5", "claude-haiku-mapped", "mapped", "main-model"]);
+    }
+
+    #[test]
+    fn reason_names() {
+        let all = [
+            (Reason::Explicit, "explicit"),
+            (Reason::Forced, "forced"),
+            (Reason::ModelMap, "model_map"),
+            (Reason::LongContext, "long_context"),
+            (Reason::Background, "background"),
+            (Reason::WebSearch, "web_search"),
+            (Reason::Think, "think"),
+            (Reason::Default, "default"),
+        ];
+        for (r, s) in all {
+            assert_eq!(r.as_str(), s);
+        }
+    }
+
+    #[test]
+    fn legacy_model_route_shim() {
+        let mut r = ModelRoute { force: None, map: vec![("a".into(), "b".into())], default: Some("d".into()) };
+        assert_eq!((r.resolve("a"), r.resolve("z")), ("b", "d"));
+        r.default = None;
+        assert_eq!(r.resolve("z"), "z");
+        r.force = Some("f".into());
+        assert_eq!(r.resolve("a"), "f");
+    }
+}

@@ -315,6 +315,40 @@ fn check_header(name: &str, value: &str, label: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A provider with a name and nothing else of note, for other modules' tests.
+#[cfg(test)]
+pub(crate) fn test_provider(name: &str) -> Provider {
+    let url = url::parse_base_url("http://127.0.0.1:9/v1").unwrap_or_else(|e| panic!("{e}"));
+    Provider {
+        name: name.to_string(),
+        preset: None,
+        kind: ProviderKind::OpenAi,
+        upstream: UpstreamConfig {
+            base_url: url.base_url,
+            tls: false,
+            host: url.host,
+            port: url.port,
+            host_header: url.host_header,
+            ca_file: None,
+            proxy: None,
+            chat_path: url.chat_path,
+            api_key: None,
+            connect_timeout: std::time::Duration::from_secs(1),
+            first_byte_timeout: std::time::Duration::from_secs(1),
+            idle_timeout: std::time::Duration::from_secs(1),
+            pool_max_idle: 0,
+            pdf_file_parts: true,
+            reasoning_effort: false,
+            is_default: false,
+        },
+        auth: Auth::Bearer,
+        models: Vec::new(),
+        headers: Vec::new(),
+        max_tokens: None,
+        quirks: Quirks::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,10 +11,10 @@ use super::*;
 use crate::route::Target;
 
 /// A fresh directory, removed on drop.
-struct TempDir(PathBuf);
+pub(super) struct TempDir(pub(super) PathBuf);
 
 impl TempDir {
-    fn new(tag: &str) -> TempDir {
+    pub(super) fn new(tag: &str) -> TempDir {
         static N: AtomicUsize = AtomicUsize::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("ccproxy-config-{}-{tag}-{n}", std::process::id()));
@@ -23,7 +23,7 @@ impl TempDir {
         TempDir(dir)
     }
 
-    fn write(&self, rel: &str, text: &str) -> PathBuf {
+    pub(super) fn write(&self, rel: &str, text: &str) -> PathBuf {
         let path = self.0.join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, text).unwrap();
@@ -41,11 +41,11 @@ fn no_env(_: &str) -> Option<String> {
     None
 }
 
-fn cli(args: &[&str]) -> Cli {
+pub(super) fn cli(args: &[&str]) -> Cli {
     Cli::try_parse_from(std::iter::once("ccproxy").chain(args.iter().copied())).unwrap()
 }
 
-fn with_file(text: &str, args: &[&str]) -> (TempDir, Cli) {
+pub(super) fn with_file(text: &str, args: &[&str]) -> (TempDir, Cli) {
     let dir = TempDir::new("file");
     let path = dir.write("ccproxy.toml", text);
     let mut c = cli(args);
@@ -53,7 +53,7 @@ fn with_file(text: &str, args: &[&str]) -> (TempDir, Cli) {
     (dir, c)
 }
 
-fn load(c: &Cli) -> anyhow::Result<Config> {
+pub(super) fn load(c: &Cli) -> anyhow::Result<Config> {
     Config::load_with_home(c, None, &no_env)
 }
 
