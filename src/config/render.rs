@@ -84,7 +84,10 @@ fn provider(o: &mut String, p: &Provider) {
     }
     let headers: Vec<String> =
         p.headers.iter().map(|(k, v)| format!("{} = {}", quote(k), quote(&shown_header_value(k, v)))).collect();
-    let _ = writeln!(o, "headers = {{ {} }}", headers.join(", "));
+    match headers.is_empty() {
+        true => _ = writeln!(o, "headers = {{}}"),
+        false => _ = writeln!(o, "headers = {{ {} }}", headers.join(", ")),
+    }
     let q = &p.quirks;
     let _ = writeln!(
         o,
