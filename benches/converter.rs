@@ -10,10 +10,12 @@ mod common;
 
 use std::hint::black_box;
 
+use ccproxy::config::test_provider;
 use ccproxy::convert::request::{convert_request, RequestOptions};
 use ccproxy::convert::response::convert_response;
 use ccproxy::convert::stream::StreamConverter;
-use ccproxy::route::ModelRoute;
+use ccproxy::convert::{Quirks, ReasoningParam, ToolNames};
+use ccproxy::route::{Route, RouteFacts, Router, Target};
 use common::alloc::{self, AllocBytes, Allocs};
 use criterion::measurement::Measurement;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
@@ -23,13 +25,13 @@ static GLOBAL: alloc::Counting = alloc::Counting;
 
 const MSG_ID: &str = "msg_bench0000000000000000000";
 
-fn route() -> &'static ModelRoute {
-    static ROUTE: std::sync::OnceLock<ModelRoute> = std::sync::OnceLock::new();
-    ROUTE.get_or_init(ModelRoute::default)
+fn quirks() -> &'static Quirks {
+    static QUIRKS: std::sync::OnceLock<Quirks> = std::sync::OnceLock::new();
+    QUIRKS.get_or_init(|| Quirks { reasoning: ReasoningParam::Effort, pdf_file_parts: true, ..Quirks::default() })
 }
 
 fn opts() -> RequestOptions<'static> {
-    RequestOptions { route: route(), reasoning_effort: true, pdf_file_parts: true }
+    RequestOptions { model: common::MODEL, quirks: quirks(), max_tokens_cap: None }
 }
 
 fn to_openai(body: &[u8], out: &mut Vec<u8>) {
@@ -40,7 +42,7 @@ fn to_openai(body: &[u8], out: &mut Vec<u8>) {
 
 fn to_anthropic(body: &[u8], out: &mut Vec<u8>) {
     out.clear();
-    let outcome = convert_response(body, common::MODEL, MSG_ID, out).expect("response converts");
+    let outcome = convert_response(body, common::MODEL, MSG_ID, &ToolNames::default(), out).expect("response converts");
     black_box(outcome);
 }
 
@@ -128,16 +130,34 @@ fn stream_conversion(cr: &mut Criterion) {
 }
 
 fn model_route(cr: &mut Criterion) {
-    let map: Vec<(String, String)> =
-        (0..16).map(|i| (format!("claude-model-{i}"), format!("upstream-model-{i}"))).collect();
-    let forced = ModelRoute { force: Some("forced".into()), map: map.clone(), default: None };
-    let mapped = ModelRoute { force: None, map: map.clone(), default: Some("fallback".into()) };
-    let passthrough = ModelRoute::default();
+    let providers: Vec<_> = ["main", "cheap", "big", "search", "reason"].into_iter().map(test_provider).collect();
+    let t = |provider: usize, model: &str| Target { provider, model: Some(model.to_string()) };
+    let route = |provider: usize, model: &str| Some(Route { target: t(provider, model), fallbacks: vec![] });
+    let router = Router {
+        map: (0..16).map(|i| (format!("claude-model-{i}"), t(1, &format!("upstream-model-{i}")))).collect(),
+        background: route(1, "small"),
+        think: route(4, "reasoner"),
+        long_context: route(2, "long"),
+        web_search: route(3, "search"),
+        ..Router::default()
+    };
+    let facts = |model: &'static str, thinking_enabled: bool| RouteFacts {
+        model,
+        thinking_enabled,
+        web_search: false,
+        body_len: 75_000,
+    };
     let mut g = cr.benchmark_group("model_route");
-    g.bench_function("force", |b| b.iter(|| black_box(forced.resolve(black_box("claude-model-15")))));
-    g.bench_function("map_hit_last_of_16", |b| b.iter(|| black_box(mapped.resolve(black_box("claude-model-15")))));
-    g.bench_function("map_miss_default", |b| b.iter(|| black_box(mapped.resolve(black_box("other")))));
-    g.bench_function("passthrough", |b| b.iter(|| black_box(passthrough.resolve(black_box("claude-opus-4-8")))));
+    let mut never = || -> u64 { unreachable!("a 75 KB body is below the long-context band") };
+    for (name, f) in [
+        ("default_75KB", facts("claude-opus-4-8", false)),
+        ("model_map_hit_last_of_16", facts("claude-model-15", false)),
+        ("background_haiku", facts("claude-haiku-4-5", false)),
+        ("think", facts("claude-opus-4-8", true)),
+        ("explicit_provider_model", facts("big,some-model", false)),
+    ] {
+        g.bench_function(name, |b| b.iter(|| black_box(router.decide(black_box(&f), &providers, &mut never).provider)));
+    }
     g.finish();
 }
 

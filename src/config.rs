@@ -5,13 +5,22 @@
 //! environment (for `${VAR}` interpolation, `CCPROXY_UPSTREAM_KEY` and
 //! `HTTPS_PROXY` / `NO_PROXY`).
 //! Emits a [`Config`] the server and the upstream client read at start-up:
-//! precedence is command line > config file > built-in defaults, and every
-//! error names the flag or the file field it came from. The upstream key is
-//! masked in every `Debug` output and in [`Config::render_masked`].
+//! the providers (`[[providers]]`, or the legacy `[upstream]` table and
+//! flags as one provider named `default`), the [`Router`], retry settings.
+//! Precedence is command line > config file > built-in defaults, and every
+//! error names the flag or the file field it came from. Keys are masked in
+//! every `Debug` output and in [`Config::render_masked`].
 
 mod interp;
+pub mod presets;
+mod providers;
 mod render;
+mod routing;
 mod url;
+
+#[doc(hidden)]
+pub use providers::test_provider;
+pub use providers::{Auth, Provider, ProviderKind};
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -21,7 +30,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use serde::Deserialize;
 
-use crate::route::ModelRoute;
+use crate::route::Router;
 
 /// Listen address when neither `--listen` nor `listen` is given.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3456";
@@ -34,6 +43,11 @@ pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_FIRST_BYTE_TIMEOUT_SECS: u64 = 600;
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 300;
 pub const DEFAULT_POOL_MAX_IDLE: usize = 64;
+pub const DEFAULT_RETRIES: u32 = 2;
+pub const DEFAULT_RETRY_AFTER_CAP_SECS: u64 = 20;
+/// Name of the provider the legacy `[upstream]` table and flags define.
+pub const LEGACY_PROVIDER: &str = "default";
+const MAX_RETRIES: u32 = 10;
 /// Environment variable read when `--upstream-key` is absent.
 pub const KEY_ENV: &str = "CCPROXY_UPSTREAM_KEY";
 const MAX_WORKERS: usize = 1024;
@@ -64,6 +78,9 @@ pub struct Cli {
     /// Force this upstream model for every request, whatever the client asks for
     #[arg(long, value_name = "NAME")]
     pub model: Option<String>,
+    /// Retries of a failed upstream attempt (connect error, 429, 5xx) before falling back [default: 2]
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
     /// Print the resolved configuration (secrets masked) and exit; non-zero on any error
     #[arg(long)]
     pub check_config: bool,
@@ -79,6 +96,7 @@ impl fmt::Debug for Cli {
             .field("upstream", &self.upstream)
             .field("upstream_key", &self.upstream_key.as_deref().map(mask_secret))
             .field("model", &self.model)
+            .field("retries", &self.retries)
             .field("check_config", &self.check_config)
             .finish()
     }
@@ -93,9 +111,14 @@ pub struct Config {
     pub max_body_bytes: u64,
     /// SSE `event: ping` interval while the upstream is silent.
     pub ping_interval: Duration,
-    pub upstream: UpstreamConfig,
-    /// force = `--model`; map = `[model_map]`; default = `upstream.model`.
-    pub route: ModelRoute,
+    /// At least one; routes refer to them by index.
+    pub providers: Vec<Provider>,
+    pub router: Router,
+    /// Retries of one target on connect errors, 429 and 5xx before any byte
+    /// reached the client.
+    pub retries: u32,
+    /// Longest `retry-after` honoured.
+    pub retry_after_cap: Duration,
     /// The config file that was read, if any.
     pub source: Option<PathBuf>,
 }
@@ -112,7 +135,7 @@ pub struct ProxyConfig {
     pub from_env: Option<&'static str>,
 }
 
-/// Where and how to reach the OpenAI-compatible provider.
+/// Where and how to reach one provider.
 #[derive(Clone, PartialEq)]
 pub struct UpstreamConfig {
     /// Normalized: `http[s]://host[:port][/prefix]`, no trailing slash.
@@ -132,7 +155,7 @@ pub struct UpstreamConfig {
     pub proxy: Option<ProxyConfig>,
     /// URL path prefix + `/chat/completions`, e.g. `/v1/chat/completions`.
     pub chat_path: String,
-    /// Sent as `Authorization: Bearer <key>`; never logged.
+    /// Sent as the provider's [`Auth`] says; never logged.
     pub api_key: Option<String>,
     pub connect_timeout: Duration,
     pub first_byte_timeout: Duration,
@@ -183,21 +206,26 @@ pub fn mask_secret(secret: &str) -> String {
 }
 
 /// The config file as written. Every field is optional so that "absent"
-/// can fall through to the default; unknown keys are errors.
-#[derive(Deserialize, Default, Debug)]
+/// can fall through to the default; unknown keys are errors. Not `Debug`:
+/// it holds keys.
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: Option<String>,
     workers: Option<usize>,
     max_body_bytes: Option<u64>,
     ping_interval_secs: Option<u64>,
+    retries: Option<u32>,
+    retry_after_cap_secs: Option<u64>,
+    upstream: Option<FileUpstream>,
     #[serde(default)]
-    upstream: FileUpstream,
+    providers: Vec<providers::FileProvider>,
+    router: Option<routing::FileRouter>,
     #[serde(default, deserialize_with = "ordered_pairs")]
     model_map: Vec<(String, String)>,
 }
 
-#[derive(Deserialize, Default, Debug)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct FileUpstream {
     base_url: Option<String>,
@@ -313,21 +341,64 @@ fn read_config_file(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> anyhow
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
     let mut file: FileConfig = toml::from_str(&text).map_err(|e| toml_error(path, &text, &e))?;
     let origin = Origin { file: Some(path) };
-    let expand = |name: &str, v: &mut Option<String>| -> anyhow::Result<()> {
-        if let Some(s) = v {
-            *s = interp::interpolate(s, env).map_err(|e| anyhow!("{}: {e}", origin.field(name)))?;
-        }
+    let one = |name: &str, s: &mut String| -> anyhow::Result<()> {
+        *s = interp::interpolate(s, env).map_err(|e| anyhow!("{}: {e}", origin.field(name)))?;
         Ok(())
     };
+    let expand = |name: &str, v: &mut Option<String>| -> anyhow::Result<()> {
+        match v {
+            Some(s) => one(name, s),
+            None => Ok(()),
+        }
+    };
     expand("listen", &mut file.listen)?;
-    expand("upstream.base_url", &mut file.upstream.base_url)?;
-    expand("upstream.api_key", &mut file.upstream.api_key)?;
-    expand("upstream.model", &mut file.upstream.model)?;
-    expand("upstream.ca_file", &mut file.upstream.ca_file)?;
-    expand("upstream.proxy_url", &mut file.upstream.proxy_url)?;
+    if let Some(up) = &mut file.upstream {
+        expand("upstream.base_url", &mut up.base_url)?;
+        expand("upstream.api_key", &mut up.api_key)?;
+        expand("upstream.model", &mut up.model)?;
+        expand("upstream.ca_file", &mut up.ca_file)?;
+        expand("upstream.proxy_url", &mut up.proxy_url)?;
+    }
+    for (i, p) in file.providers.iter_mut().enumerate() {
+        let f = |name: &str| format!("providers[{i}].{name}");
+        expand(&f("name"), &mut p.name)?;
+        expand(&f("preset"), &mut p.preset)?;
+        expand(&f("base_url"), &mut p.base_url)?;
+        expand(&f("api_key"), &mut p.api_key)?;
+        expand(&f("ca_file"), &mut p.ca_file)?;
+        expand(&f("proxy_url"), &mut p.proxy_url)?;
+        for (j, m) in p.models.iter_mut().enumerate() {
+            one(&f(&format!("models[{j}]")), m)?;
+        }
+        for (k, v) in &mut p.headers {
+            one(&f(&format!("headers.\"{k}\"")), v)?;
+        }
+    }
+    if let Some(r) = &mut file.router {
+        for (name, v) in [
+            ("default", &mut r.default),
+            ("background", &mut r.background),
+            ("think", &mut r.think),
+            ("long_context", &mut r.long_context),
+            ("web_search", &mut r.web_search),
+        ] {
+            expand(&format!("router.{name}"), v)?;
+        }
+        let fb = &mut r.fallback;
+        for (name, v) in [
+            ("default", &mut fb.default),
+            ("background", &mut fb.background),
+            ("think", &mut fb.think),
+            ("long_context", &mut fb.long_context),
+            ("web_search", &mut fb.web_search),
+        ] {
+            for (j, s) in v.iter_mut().flatten().enumerate() {
+                one(&format!("router.fallback.{name}[{j}]"), s)?;
+            }
+        }
+    }
     for (from, to) in &mut file.model_map {
-        *to = interp::interpolate(to, env)
-            .map_err(|e| anyhow!("{}: {e}", origin.field(&format!("model_map.\"{from}\""))))?;
+        one(&format!("model_map.\"{from}\""), to)?;
     }
     Ok(file)
 }
@@ -360,6 +431,144 @@ fn model_name(name: &str, label: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A key goes into a header line: a CR/LF would split the request.
+fn check_key(key: &str, label: &str) -> anyhow::Result<()> {
+    if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        bail!(
+            "{label}: the key ({}) contains whitespace or a control character; it must fit in one header line",
+            mask_secret(key)
+        );
+    }
+    Ok(())
+}
+
+/// Connection settings shared by `[upstream]` and `[[providers]]`; `prefix`
+/// names the table for error messages.
+struct Transport<'a> {
+    prefix: &'a str,
+    connect_timeout_secs: Option<u64>,
+    first_byte_timeout_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
+    pool_max_idle: Option<usize>,
+    ca_file: Option<&'a str>,
+    proxy_url: Option<&'a str>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_upstream(
+    url: url::ParsedUrl,
+    api_key: Option<String>,
+    t: &Transport,
+    quirks: &crate::convert::Quirks,
+    is_default: bool,
+    origin: &Origin,
+    source: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<UpstreamConfig> {
+    let f = |name: &str| format!("{}.{name}", t.prefix);
+    let ca_file = match t.ca_file.map(str::trim) {
+        None | Some("") => None,
+        Some(p) => {
+            let path = relative_to_file(Path::new(p), source);
+            crate::tls::load_ca_file(&path).map_err(|e| anyhow!("{}: {e}", origin.field(&f("ca_file"))))?;
+            Some(path)
+        }
+    };
+    let proxy = resolve_proxy(t.proxy_url, url.tls, &url.host, &origin.field(&f("proxy_url")), env)?;
+    Ok(UpstreamConfig {
+        base_url: url.base_url,
+        tls: url.tls,
+        host: url.host,
+        port: url.port,
+        host_header: url.host_header,
+        ca_file,
+        proxy,
+        chat_path: url.chat_path,
+        api_key,
+        connect_timeout: secs(
+            t.connect_timeout_secs,
+            &f("connect_timeout_secs"),
+            origin,
+            DEFAULT_CONNECT_TIMEOUT_SECS,
+        )?,
+        first_byte_timeout: secs(
+            t.first_byte_timeout_secs,
+            &f("first_byte_timeout_secs"),
+            origin,
+            DEFAULT_FIRST_BYTE_TIMEOUT_SECS,
+        )?,
+        idle_timeout: secs(t.idle_timeout_secs, &f("idle_timeout_secs"), origin, DEFAULT_IDLE_TIMEOUT_SECS)?,
+        pool_max_idle: t.pool_max_idle.unwrap_or(DEFAULT_POOL_MAX_IDLE),
+        pdf_file_parts: quirks.pdf_file_parts,
+        reasoning_effort: quirks.reasoning == crate::convert::ReasoningParam::Effort,
+        is_default,
+    })
+}
+
+/// The provider the legacy `[upstream]` table and `--upstream` /
+/// `--upstream-key` define, named [`LEGACY_PROVIDER`].
+fn legacy_provider(
+    cli: &Cli,
+    up: &FileUpstream,
+    origin: &Origin,
+    source: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<Provider> {
+    let is_default = cli.upstream.is_none() && up.base_url.is_none();
+    let (base, label) = pick(
+        cli.upstream.clone(),
+        "--upstream",
+        up.base_url.clone(),
+        "upstream.base_url",
+        origin,
+        DEFAULT_UPSTREAM.into(),
+    );
+    let url = url::parse_base_url(&base).map_err(|e| anyhow!("{label}: {e}"))?;
+
+    // An empty key counts as absent, so `CCPROXY_UPSTREAM_KEY=` can unset it.
+    let non_empty = |k: Option<String>| k.filter(|k| !k.is_empty());
+    let key_from_env = non_empty(env(KEY_ENV));
+    let (api_key, label) = match (non_empty(cli.upstream_key.clone()), key_from_env, non_empty(up.api_key.clone())) {
+        (Some(k), _, _) => (Some(k), "--upstream-key".to_string()),
+        (None, Some(k), _) => (Some(k), KEY_ENV.to_string()),
+        (None, None, Some(k)) => (Some(k), origin.field("upstream.api_key")),
+        (None, None, None) => (None, String::new()),
+    };
+    if let Some(key) = &api_key {
+        check_key(key, &label)?;
+    }
+    let quirks = crate::convert::Quirks {
+        reasoning: if up.reasoning_effort.unwrap_or(false) {
+            crate::convert::ReasoningParam::Effort
+        } else {
+            crate::convert::ReasoningParam::None
+        },
+        pdf_file_parts: up.pdf.unwrap_or(true),
+        ..Default::default()
+    };
+    let transport = Transport {
+        prefix: "upstream",
+        connect_timeout_secs: up.connect_timeout_secs,
+        first_byte_timeout_secs: up.first_byte_timeout_secs,
+        idle_timeout_secs: up.idle_timeout_secs,
+        pool_max_idle: up.pool_max_idle,
+        ca_file: up.ca_file.as_deref(),
+        proxy_url: up.proxy_url.as_deref(),
+    };
+    let upstream = build_upstream(url, api_key, &transport, &quirks, is_default, origin, source, env)?;
+    Ok(Provider {
+        name: LEGACY_PROVIDER.to_string(),
+        preset: None,
+        kind: ProviderKind::OpenAi,
+        upstream,
+        auth: Auth::Bearer,
+        models: Vec::new(),
+        headers: Vec::new(),
+        max_tokens: None,
+        quirks,
+    })
+}
+
 fn resolve(
     cli: &Cli,
     file: FileConfig,
@@ -388,86 +597,68 @@ fn resolve(
         bail!("{label}: must be greater than 0");
     }
     let ping_interval = secs(file.ping_interval_secs, "ping_interval_secs", &origin, DEFAULT_PING_INTERVAL_SECS)?;
+    let (retries, label) = pick(cli.retries, "--retries", file.retries, "retries", &origin, DEFAULT_RETRIES);
+    if retries > MAX_RETRIES {
+        bail!("{label}: {retries} is out of range 0..={MAX_RETRIES}");
+    }
+    let retry_after_cap =
+        secs(file.retry_after_cap_secs, "retry_after_cap_secs", &origin, DEFAULT_RETRY_AFTER_CAP_SECS)?;
 
-    let up = file.upstream;
-    let is_default = cli.upstream.is_none() && up.base_url.is_none();
-    let (base, label) =
-        pick(cli.upstream.clone(), "--upstream", up.base_url, "upstream.base_url", &origin, DEFAULT_UPSTREAM.into());
-    let url = url::parse_base_url(&base).map_err(|e| anyhow!("{label}: {e}"))?;
-
-    // An empty key counts as absent, so `CCPROXY_UPSTREAM_KEY=` can unset it.
-    let non_empty = |k: Option<String>| k.filter(|k| !k.is_empty());
-    let key_from_env = non_empty(env(KEY_ENV));
-    let (api_key, label) = match (non_empty(cli.upstream_key.clone()), key_from_env, non_empty(up.api_key)) {
-        (Some(k), _, _) => (Some(k), "--upstream-key".to_string()),
-        (None, Some(k), _) => (Some(k), KEY_ENV.to_string()),
-        (None, None, Some(k)) => (Some(k), origin.field("upstream.api_key")),
-        (None, None, None) => (None, String::new()),
-    };
-    if let Some(key) = &api_key {
-        // It goes into a header line: a CR/LF would split the request.
-        if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    // The legacy table and flags define a provider when the file defines
+    // none, or when `--upstream` asks for one on the command line.
+    let legacy = file.providers.is_empty() || cli.upstream.is_some();
+    if !legacy {
+        if file.upstream.is_some() {
             bail!(
-                "{label}: the key ({}) contains whitespace or a control character; it must fit in an \
-                 `Authorization: Bearer` header",
-                mask_secret(key)
+                "{}: `[upstream]` cannot be combined with `[[providers]]`; move it into a `[[providers]]` entry",
+                origin.field("upstream")
             );
         }
-    }
-
-    let ca_file = match up.ca_file.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(p) => {
-            let path = relative_to_file(Path::new(p), source.as_deref());
-            crate::tls::load_ca_file(&path).map_err(|e| anyhow!("{}: {e}", origin.field("upstream.ca_file")))?;
-            Some(path)
+        // The flag is refused, but the same value arriving through the
+        // environment (clap fills the flag from it) is merely unused.
+        let flag = cli.upstream_key.as_deref().filter(|k| !k.is_empty());
+        if flag.is_some() && flag != env(KEY_ENV).as_deref() {
+            bail!("--upstream-key: the config file defines `[[providers]]`; set `api_key` on a provider instead");
         }
-    };
-    let proxy = resolve_proxy(up.proxy_url.as_deref(), url.tls, &url.host, &origin, env)?;
-
-    let upstream = UpstreamConfig {
-        base_url: url.base_url,
-        tls: url.tls,
-        host: url.host,
-        port: url.port,
-        host_header: url.host_header,
-        ca_file,
-        proxy,
-        chat_path: url.chat_path,
-        api_key,
-        connect_timeout: secs(
-            up.connect_timeout_secs,
-            "upstream.connect_timeout_secs",
-            &origin,
-            DEFAULT_CONNECT_TIMEOUT_SECS,
-        )?,
-        first_byte_timeout: secs(
-            up.first_byte_timeout_secs,
-            "upstream.first_byte_timeout_secs",
-            &origin,
-            DEFAULT_FIRST_BYTE_TIMEOUT_SECS,
-        )?,
-        idle_timeout: secs(up.idle_timeout_secs, "upstream.idle_timeout_secs", &origin, DEFAULT_IDLE_TIMEOUT_SECS)?,
-        pool_max_idle: up.pool_max_idle.unwrap_or(DEFAULT_POOL_MAX_IDLE),
-        pdf_file_parts: up.pdf.unwrap_or(true),
-        reasoning_effort: up.reasoning_effort.unwrap_or(false),
-        is_default,
-    };
-
-    if let Some(m) = &cli.model {
-        model_name(m, "--model")?;
     }
+    let up = file.upstream.unwrap_or_default();
     if let Some(m) = &up.model {
         model_name(m, &origin.field("upstream.model"))?;
     }
-    for (from, to) in &file.model_map {
-        let label = origin.field(&format!("model_map.\"{from}\""));
-        model_name(from, &format!("{label} (client name)"))?;
-        model_name(to, &label)?;
+    let mut list: Vec<Provider> = Vec::with_capacity(file.providers.len() + 1);
+    let mut labels: Vec<String> = Vec::with_capacity(file.providers.len() + 1);
+    if legacy {
+        list.push(legacy_provider(cli, &up, &origin, source.as_deref(), env)?);
+        labels.push(if cli.upstream.is_some() { "--upstream".into() } else { origin.field("upstream") });
     }
-    let route = ModelRoute { force: cli.model.clone(), map: file.model_map, default: up.model };
+    for (i, p) in file.providers.into_iter().enumerate() {
+        let p = providers::resolve(i, p, &origin, source.as_deref(), env)?;
+        let label = origin.field(&format!("providers[{i}].name"));
+        if let Some(j) = list.iter().position(|q| q.name == p.name) {
+            bail!("{label}: duplicate provider name `{}` (also {})", p.name, labels[j]);
+        }
+        list.push(p);
+        labels.push(label);
+    }
 
-    Ok(Config { listen, workers, max_body_bytes, ping_interval, upstream, route, source })
+    let legacy_inputs = routing::Legacy {
+        force: cli.model.as_deref(),
+        cli_upstream: cli.upstream.is_some() && !list.is_empty(),
+        model: up.model,
+    };
+    let router = routing::resolve(file.router, file.model_map, legacy_inputs, &list, &origin)?;
+
+    Ok(Config {
+        listen,
+        workers,
+        max_body_bytes,
+        ping_interval,
+        providers: list,
+        router,
+        retries,
+        retry_after_cap,
+        source,
+    })
 }
 
 /// A relative path in a config file means relative to that file, so the
@@ -487,14 +678,14 @@ fn resolve_proxy(
     configured: Option<&str>,
     tls: bool,
     host: &str,
-    origin: &Origin,
+    label: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> anyhow::Result<Option<ProxyConfig>> {
     if let Some(raw) = configured {
         if raw.trim().is_empty() {
             return Ok(None);
         }
-        let p = url::parse_proxy_url(raw).map_err(|e| anyhow!("{}: {e}", origin.field("upstream.proxy_url")))?;
+        let p = url::parse_proxy_url(raw).map_err(|e| anyhow!("{label}: {e}"))?;
         return Ok(Some(ProxyConfig { url: p.url, host: p.host, port: p.port, from_env: None }));
     }
     if !tls {
@@ -508,11 +699,12 @@ fn resolve_proxy(
     if url::bypasses_proxy(host, &no_proxy) {
         return Ok(None);
     }
-    let p = url::parse_proxy_url(&raw).map_err(|e| {
-        anyhow!("{var}: {e} (set upstream.proxy_url to override it, or `proxy_url = \"\"` to connect directly)")
-    })?;
+    let p = url::parse_proxy_url(&raw)
+        .map_err(|e| anyhow!("{var}: {e} (set proxy_url to override it, or `proxy_url = \"\"` to connect directly)"))?;
     Ok(Some(ProxyConfig { url: p.url, host: p.host, port: p.port, from_env: Some(var) }))
 }
 
+#[cfg(test)]
+mod provider_tests;
 #[cfg(test)]
 mod tests;

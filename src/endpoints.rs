@@ -25,7 +25,7 @@ pub fn write_status(out: &mut Vec<u8>, config: &Config, metrics: &Metrics) {
     out.extend_from_slice(b",\"listen\":");
     json::write_str(out, &config.listen.to_string());
     out.extend_from_slice(b",\"upstream\":");
-    json::write_str(out, &config.upstream.base_url);
+    json::write_str(out, &config.providers[0].upstream.base_url);
     out.extend_from_slice(b",\"requests_served\":");
     json::write_u64(out, t.requests);
     out.extend_from_slice(b",\"messages\":");
@@ -38,12 +38,30 @@ pub fn write_status(out: &mut Vec<u8>, config: &Config, metrics: &Metrics) {
     json::write_u64(out, t.upstream_connects);
     out.extend_from_slice(b",\"pool_hits\":");
     json::write_u64(out, t.pool_hits);
+    out.extend_from_slice(b",\"retries\":");
+    json::write_u64(out, t.retries);
+    out.extend_from_slice(b",\"fallbacks\":");
+    json::write_u64(out, t.fallbacks);
+    out.extend_from_slice(b",\"providers\":[");
+    for (i, p) in config.providers.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"name\":");
+        json::write_str(out, &p.name);
+        out.extend_from_slice(b",\"kind\":");
+        json::write_str(out, p.kind.as_str());
+        out.extend_from_slice(b",\"base_url\":");
+        json::write_str(out, &p.upstream.base_url);
+        out.push(b'}');
+    }
+    out.push(b']');
     out.push(b'}');
 }
 
 /// `GET /v1/models`: the configured model names in Anthropic's list shape.
 pub fn write_models(out: &mut Vec<u8>, config: &Config) {
-    let names = config.route.advertised();
+    let names = config.router.advertised();
     out.extend_from_slice(b"{\"data\":[");
     for (i, name) in names.iter().enumerate() {
         if i > 0 {

@@ -75,11 +75,14 @@ pub struct ProxyError {
     pub message: Cow<'static, str>,
     /// `retry-after` value passed through from an upstream 429/5xx.
     pub retry_after: Option<u32>,
+    /// Worth retrying or falling back before anything reached the client:
+    /// an unreachable upstream, a 429 or a 5xx.
+    pub retryable: bool,
 }
 
 impl ProxyError {
     pub fn new(side: Side, status: u16, kind: ErrorType, message: impl Into<Cow<'static, str>>) -> Self {
-        ProxyError { side, kind, status, message: message.into(), retry_after: None }
+        ProxyError { side, kind, status, message: message.into(), retry_after: None, retryable: false }
     }
 
     /// 400 `invalid_request_error` caused by what the client sent.
@@ -127,6 +130,7 @@ impl ProxyError {
         };
         let mut e = Self::new(Side::Upstream, out_status, kind, message);
         e.retry_after = retry_after;
+        e.retryable = status == 429 || status >= 500;
         e
     }
 

@@ -14,16 +14,17 @@ use monoio::buf::IoBufMut;
 use monoio::io::AsyncReadRent;
 use monoio::net::{TcpListener, TcpStream};
 
-use crate::config::Config;
-use crate::convert::{self, request::RequestMeta, request::RequestOptions, stream::StreamConverter, Outcome};
+use crate::config::{Config, ProviderKind};
+use crate::convert::{self, stream::StreamConverter, Outcome};
 use crate::endpoints;
-use crate::error::{ErrorType, ProxyError, Side};
+use crate::error::{ErrorType, ProxyError};
+use crate::forward::{forward, Buffers, ClientHeaders, Failed};
 use crate::http::body::BodyDecoder;
 use crate::http::request::{parse_request_head, BodyKind, Limits, Method};
-use crate::http::response::Framing;
-use crate::http::{client, response};
+use crate::http::response::{self, Framing};
 use crate::metrics::{Metrics, Shard};
 use crate::redact::Redactor;
+use crate::relay::{self, Mode, Relayed, WRITE_TIMEOUT};
 use crate::upstream::{self, Pool};
 
 /// Longest a non-streaming upstream body may be. Real answers are far below.
@@ -37,8 +38,6 @@ const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(75);
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// Deadline for a whole request body.
 const BODY_TIMEOUT: Duration = Duration::from_secs(60);
-/// Longest a client may take to accept one write before it is dropped.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// After an early error, how much of an unread body we drain, and for how
 /// long, so the client reads our answer instead of a reset.
 const LINGER_BYTES: usize = 4 * 1024 * 1024;
@@ -47,10 +46,6 @@ const LINGER_TIME: Duration = Duration::from_secs(2);
 /// that grew them, so one huge request does not pin memory for the life of
 /// a keep-alive connection.
 const KEEP_BUFFER: usize = 1024 * 1024;
-/// After a stream has ended for the client, how long and how much we read
-/// to reach the end of the upstream body so its connection can be reused.
-const DRAIN_TIME: Duration = Duration::from_secs(1);
-const DRAIN_BYTES: usize = 64 * 1024;
 
 /// Everything one worker thread owns. Shared by its connections through
 /// `Rc`, never across threads.
@@ -58,22 +53,24 @@ pub struct Worker {
     pub id: usize,
     pub config: std::sync::Arc<Config>,
     pub metrics: std::sync::Arc<Metrics>,
-    pub pool: Pool,
+    /// One keep-alive pool per provider, index = provider index.
+    pub pools: Vec<Pool>,
     pub limits: Limits,
-    /// Masks the upstream key in anything relayed from the upstream.
+    /// Masks every provider's key in anything relayed from an upstream.
     pub redactor: Redactor,
 }
 
 impl Worker {
     pub fn new(id: usize, config: std::sync::Arc<Config>, metrics: std::sync::Arc<Metrics>) -> Worker {
-        let pool = Pool::new(&config.upstream);
+        let pools = config.providers.iter().map(|p| Pool::new(&p.upstream)).collect();
         let limits = Limits { max_body_bytes: config.max_body_bytes, ..Limits::default() };
-        let redactor = Redactor::new(config.upstream.api_key.as_deref());
-        crate::redact::install(config.upstream.api_key.as_deref());
-        Worker { id, config, metrics, pool, limits, redactor }
+        let keys = || config.providers.iter().filter_map(|p| p.upstream.api_key.as_deref());
+        let redactor = Redactor::many(keys());
+        crate::redact::install_many(keys());
+        Worker { id, config, metrics, pools, limits, redactor }
     }
 
-    fn shard(&self) -> &Shard {
+    pub fn shard(&self) -> &Shard {
         &self.metrics.shards[self.id]
     }
 }
@@ -133,6 +130,14 @@ struct Conn {
     scratch: Vec<u8>,
     /// Converted Anthropic SSE events not yet framed.
     events: Vec<u8>,
+    /// SSE pings, written while an upstream read is in flight.
+    ping: Vec<u8>,
+    /// `x-ccproxy-route` of the current request; empty when not routed.
+    label: String,
+    /// The request's `anthropic-version` / `anthropic-beta`, copied out of
+    /// the head (the read buffer may move while the body arrives).
+    anthropic_version: String,
+    anthropic_beta: String,
 }
 
 /// Why a request handler stopped.
@@ -151,6 +156,7 @@ struct Access {
     status: u16,
     stream: bool,
     model: String,
+    retries: u32,
     first_byte: Option<Duration>,
     outcome: Outcome,
 }
@@ -166,6 +172,10 @@ async fn serve_connection(worker: Rc<Worker>, stream: TcpStream) {
         ubuf: Vec::new(),
         scratch: Vec::new(),
         events: Vec::new(),
+        ping: Vec::new(),
+        label: String::new(),
+        anthropic_version: String::new(),
+        anthropic_beta: String::new(),
     };
     loop {
         // Step 2, parse the head.
@@ -181,8 +191,11 @@ async fn serve_connection(worker: Rc<Worker>, stream: TcpStream) {
         };
         let started = Instant::now();
         Shard::bump(&worker.shard().requests);
+        c.label.clear();
         // Step 3, route, decided from the head before the body is read.
         let route = route(head.method, &c.rbuf[c.pos + head.path.start..c.pos + head.path.end]);
+        copy_header(&c.rbuf[c.pos..], head.anthropic_version.clone(), &mut c.anthropic_version);
+        copy_header(&c.rbuf[c.pos..], head.anthropic_beta.clone(), &mut c.anthropic_beta);
         c.pos += head.head_len;
         let mut access = Access {
             started,
@@ -191,6 +204,7 @@ async fn serve_connection(worker: Rc<Worker>, stream: TcpStream) {
             status: 0,
             stream: false,
             model: String::new(),
+            retries: 0,
             first_byte: None,
             outcome: Outcome::default(),
         };
@@ -203,19 +217,19 @@ async fn serve_connection(worker: Rc<Worker>, stream: TcpStream) {
                 if respond_error(&mut c, &worker, &e, false, head_only).await {
                     crate::sockets::linger_close(&mut c.stream, LINGER_BYTES, LINGER_TIME).await;
                 }
-                log(&access, Some(&e));
+                log(&access, &c.label, Some(&e));
                 return;
             }
         };
-        let result = dispatch(&worker, &mut c, body, route, keep_alive, head.http11, &mut access).await;
+        let result = dispatch(&worker, &mut c, body, route, keep_alive, &head, &mut access).await;
         let keep = match result {
             Ok(Done::Reply { status }) => {
                 access.status = status;
-                log(&access, None);
+                log(&access, &c.label, None);
                 keep_alive
             }
             Ok(Done::ClientGone) => {
-                log(&access, None);
+                log(&access, &c.label, None);
                 false
             }
             Err(mut e) => {
@@ -223,7 +237,7 @@ async fn serve_connection(worker: Rc<Worker>, stream: TcpStream) {
                 worker.redactor.scrub_error(&mut e);
                 access.status = e.status;
                 let ok = respond_error(&mut c, &worker, &e, keep_alive, head_only).await;
-                log(&access, Some(&e));
+                log(&access, &c.label, Some(&e));
                 ok && keep_alive
             }
         };
@@ -252,6 +266,14 @@ impl Conn {
     }
 }
 
+/// Copies a header value (valid UTF-8 only; anything else is dropped).
+fn copy_header(head: &[u8], range: Option<std::ops::Range<usize>>, out: &mut String) {
+    out.clear();
+    if let Some(v) = range.and_then(|r| head.get(r)).and_then(|v| std::str::from_utf8(v).ok()) {
+        out.push_str(v);
+    }
+}
+
 /// What the connection loop needs from a request head, copied out so the
 /// read buffer can grow while the body arrives.
 struct Head {
@@ -263,6 +285,9 @@ struct Head {
     keep_alive: bool,
     expect_continue: bool,
     http11: bool,
+    /// Relative to the start of the head in `rbuf`, like `path`.
+    anthropic_version: Option<std::ops::Range<usize>>,
+    anthropic_beta: Option<std::ops::Range<usize>>,
 }
 
 /// Reads until a full request head is buffered. Ok(None) means the client
@@ -279,6 +304,8 @@ async fn read_head(c: &mut Conn, limits: &Limits) -> Result<Option<Head>, ProxyE
                 keep_alive: h.keep_alive,
                 expect_continue: h.expect_continue,
                 http11: h.http11,
+                anthropic_version: h.anthropic_version,
+                anthropic_beta: h.anthropic_beta,
             }));
         }
         let idle = c.pos == c.rbuf.len();
@@ -431,7 +458,7 @@ async fn dispatch(
     body: Body,
     route: Route,
     keep_alive: bool,
-    http11: bool,
+    head: &Head,
     access: &mut Access,
 ) -> Result<Done, ProxyError> {
     let head_only = access.method == Method::Head;
@@ -440,7 +467,7 @@ async fn dispatch(
     match route {
         Route::Messages => {
             c.scratch = json;
-            return messages(w, c, body, keep_alive, http11, access).await;
+            return messages(w, c, body, keep_alive, head.http11, access).await;
         }
         Route::CountTokens => match crate::tokens::count_tokens(body_bytes(c, body)) {
             Ok(n) => {
@@ -493,296 +520,168 @@ async fn messages(
     access: &mut Access,
 ) -> Result<Done, ProxyError> {
     Shard::bump(&w.shard().messages);
-    // Step 4, convert the request.
-    let mut ubody = std::mem::take(&mut c.scratch);
-    ubody.clear();
-    let cfg = &w.config.upstream;
-    let quirks = convert::Quirks {
-        reasoning: if cfg.reasoning_effort { convert::ReasoningParam::Effort } else { convert::ReasoningParam::None },
-        pdf_file_parts: cfg.pdf_file_parts,
-        ..convert::Quirks::default()
+    // Disjoint borrows: the client body stays borrowed from `rbuf`/`body`
+    // while the other buffers are lent to forwarding and relaying.
+    let Conn {
+        stream,
+        rbuf,
+        body: decoded,
+        wbuf,
+        ubuf,
+        scratch,
+        events,
+        ping,
+        label,
+        anthropic_version,
+        anthropic_beta,
+        ..
+    } = c;
+    let client_body: &[u8] = match body {
+        Body::InPlace(s, e) => &rbuf[s..e],
+        Body::Decoded => decoded,
     };
-    let converted = convert::request::inspect(body_bytes(c, body)).and_then(|i| {
-        let opts =
-            RequestOptions { model: w.config.route.resolve(i.client_model()), quirks: &quirks, max_tokens_cap: None };
-        convert::request::convert_inspected(&i, &opts, &mut ubody)
-    });
-    let meta = match converted {
-        Ok(m) => m,
-        Err(e) => {
-            c.scratch = ubody;
-            return Err(e);
-        }
-    };
-    access.stream = meta.stream;
+    // Step 4a, validate the request and read what routing needs.
+    let req = convert::request::inspect(client_body)?;
+    access.stream = req.stream();
     access.model.clear();
-    access.model.push_str(&meta.client_model);
-    let mut ureq = std::mem::take(&mut c.ubuf);
-    ureq.clear();
-    let key = cfg.api_key.as_deref();
-    client::write_request_head(&mut ureq, &cfg.chat_path, &cfg.host_header, key, meta.stream, ubody.len(), &[]);
-    ureq.extend_from_slice(&ubody);
-    c.scratch = ubody;
+    access.model.push_str(req.client_model());
 
-    // Step 5, upstream. A client that hangs up while the provider is still
-    // thinking cancels the request: dropping the exchange closes the
-    // upstream connection, which is how an HTTP/1.1 provider learns to stop.
-    let sent = monoio::select! {
-        r = w.pool.send(ureq, w.shard()) => Some(r),
-        _ = crate::sockets::hung_up(&c.stream) => None,
+    // Step 3b, route (tokenizing only inside the long-context band).
+    let cfg = &w.config;
+    let decision =
+        cfg.router.decide(&req.facts(), &cfg.providers, &mut || crate::tokens::count_tokens(client_body).unwrap_or(0));
+    let reason = decision.reason.as_str();
+    write_label(label, &cfg.providers[decision.provider].name, decision.upstream_model(req.client_model()), reason);
+
+    // Steps 4b and 5, convert and send, with retries and fallbacks.
+    let headers = ClientHeaders {
+        anthropic_version: Some(anthropic_version.as_str()).filter(|v| !v.is_empty()),
+        anthropic_beta: Some(anthropic_beta.as_str()).filter(|v| !v.is_empty()),
     };
-    let Some((sent, back)) = sent else { return Ok(Done::ClientGone) };
-    c.ubuf = back;
-    let mut ex = sent?;
+    let bufs = Buffers { body: scratch, request: ubuf, scratch: events };
+    let fwd = match forward(w, client_body, &req, headers, &decision, bufs, stream).await {
+        Ok(f) => f,
+        Err(Failed::ClientGone) => return Ok(Done::ClientGone),
+        Err(Failed::Error(e)) => return Err(e),
+    };
+    let provider = &cfg.providers[fwd.provider];
+    write_label(label, &provider.name, &fwd.model, if fwd.fell_back { "fallback" } else { reason });
+    access.retries = fwd.retries;
     access.first_byte = Some(access.started.elapsed());
-    if !(200..300).contains(&ex.head.status) {
-        let e = upstream::error_from_response(&mut ex, &mut c.scratch, cfg.idle_timeout).await;
-        if ex.decoder.is_done() && ex.head.keep_alive {
-            w.pool.checkin(ex.conn);
-        }
-        return Err(e);
-    }
+    let mut ex = fwd.exchange;
+    let pool = &w.pools[fwd.provider];
+    let idle = provider.upstream.idle_timeout;
     let message_id = convert::new_message_id();
-    if meta.stream && !ex.head.is_event_stream {
-        return Err(not_a_stream(w, c, &mut ex).await);
-    }
+    let route_header = [("x-ccproxy-route", label.as_str())];
 
-    if !meta.stream {
-        // Step 6, convert the whole response.
-        let mut raw = std::mem::take(&mut c.scratch);
-        raw.clear();
-        let read = monoio::select! {
-            r = ex.conn.read_full_body(&mut ex.decoder, &mut raw, cfg.idle_timeout, MAX_UPSTREAM_BODY) => Some(r),
-            _ = crate::sockets::hung_up(&c.stream) => None,
-        };
-        let Some(read) = read else {
-            c.scratch = raw;
-            return Ok(Done::ClientGone);
-        };
-        if read.is_ok() && ex.head.keep_alive {
-            w.pool.checkin(ex.conn);
+    if fwd.meta.stream {
+        if !ex.head.is_event_stream {
+            return Err(not_a_stream(&mut ex, scratch, idle).await);
         }
-        let mut out = std::mem::take(&mut c.ubuf);
-        out.clear();
-        let converted = read.and_then(|_| {
-            convert::response::convert_response(&raw, &meta.client_model, &message_id, &meta.tool_names, &mut out)
-        });
-        c.scratch = raw;
-        let outcome = match converted {
-            Ok(o) => o,
-            Err(e) => {
-                c.ubuf = out;
-                return Err(e);
-            }
+        Shard::bump(&w.shard().streams);
+        let mode = match provider.kind {
+            ProviderKind::OpenAi => Mode::Convert(Box::new(
+                StreamConverter::new(&fwd.meta.client_model, &message_id).with_tool_names(fwd.meta.tool_names),
+            )),
+            ProviderKind::Anthropic => Mode::Pipe,
         };
+        let framing = if http11 { Framing::Chunked } else { Framing::Close };
+        let client = relay::Client { stream, wbuf, events, raw: scratch, ping };
+        let settings = relay::Settings {
+            framing,
+            keep_alive,
+            idle,
+            ping_every: cfg.ping_interval,
+            extra_headers: &route_header,
+            redactor: &w.redactor,
+        };
+        let (how, outcome) = relay::relay(ex, pool, mode, client, settings).await;
         access.outcome = outcome;
-        // Step 7, write.
-        let done = write_json(c, 200, &out, keep_alive, false).await;
-        c.ubuf = out;
-        return Ok(done);
+        return Ok(match how {
+            Relayed::Complete => Done::Reply { status: 200 },
+            Relayed::Closed => Done::ClientGone,
+        });
     }
 
-    Shard::bump(&w.shard().streams);
-    let framing = if http11 { Framing::Chunked } else { Framing::Close };
-    stream_response(w, c, ex, &meta, &message_id, keep_alive, framing, access).await
+    // Step 6, the whole response: read it (unless the client hangs up) and
+    // convert it, or pass it through for an Anthropic-kind provider.
+    scratch.clear();
+    let read = monoio::select! {
+        r = ex.conn.read_full_body(&mut ex.decoder, scratch, idle, MAX_UPSTREAM_BODY) => Some(r),
+        _ = crate::sockets::hung_up(stream) => None,
+    };
+    let Some(read) = read else { return Ok(Done::ClientGone) };
+    read?;
+    if ex.head.keep_alive {
+        pool.checkin(ex.conn);
+    }
+    let out: &[u8] = match provider.kind {
+        ProviderKind::OpenAi => {
+            ubuf.clear();
+            access.outcome = convert::response::convert_response(
+                scratch,
+                &fwd.meta.client_model,
+                &message_id,
+                &fwd.meta.tool_names,
+                ubuf,
+            )?;
+            ubuf
+        }
+        ProviderKind::Anthropic => scratch,
+    };
+    // Step 7, write.
+    Ok(write_response(stream, wbuf, 200, out, keep_alive, false, &route_header).await)
+}
+
+/// Fills `label` with the `x-ccproxy-route` value: `provider,model (reason)`.
+fn write_label(label: &mut String, provider: &str, model: &str, reason: &str) {
+    label.clear();
+    label.push_str(provider);
+    label.push(',');
+    label.push_str(model);
+    label.push_str(" (");
+    label.push_str(reason);
+    label.push(')');
 }
 
 /// A streaming request answered with something other than SSE (usually a
 /// JSON error with status 200): the provider's own words are the best error.
-async fn not_a_stream(w: &Worker, c: &mut Conn, ex: &mut upstream::Exchange) -> ProxyError {
-    let mut raw = std::mem::take(&mut c.scratch);
+async fn not_a_stream(ex: &mut upstream::Exchange, raw: &mut Vec<u8>, idle: Duration) -> ProxyError {
     raw.clear();
-    let idle = w.config.upstream.idle_timeout.min(Duration::from_secs(10));
-    let _ = ex.conn.read_full_body(&mut ex.decoder, &mut raw, idle, 256 * 1024).await;
-    let e = match crate::error::upstream_message(&raw) {
+    let _ = ex.conn.read_full_body(&mut ex.decoder, raw, idle.min(Duration::from_secs(10)), 256 * 1024).await;
+    match crate::error::upstream_message(raw) {
         Some(m) => ProxyError::bad_gateway(format!("upstream answered a streaming request without SSE: {m}")),
         None => ProxyError::bad_gateway("upstream answered a streaming request without an event stream"),
-    };
-    c.scratch = raw;
-    e
-}
-
-/// Steps 6 and 7 for a stream: every upstream read is converted and the
-/// resulting Anthropic events are written and flushed before the next read.
-#[allow(clippy::too_many_arguments)]
-async fn stream_response(
-    w: &Worker,
-    c: &mut Conn,
-    mut ex: upstream::Exchange,
-    meta: &RequestMeta,
-    message_id: &str,
-    keep_alive: bool,
-    framing: Framing,
-    access: &mut Access,
-) -> Result<Done, ProxyError> {
-    let cfg = &w.config.upstream;
-    let chunked = framing == Framing::Chunked;
-    let keep_alive = keep_alive && chunked;
-    let mut conv = StreamConverter::new(&meta.client_model, message_id).with_tool_names(meta.tool_names.clone());
-    let mut events = std::mem::take(&mut c.events);
-    events.clear();
-    let mut wbuf = std::mem::take(&mut c.wbuf);
-    wbuf.clear();
-    response::write_head_framed(&mut wbuf, 200, "text/event-stream", framing, keep_alive, &[]);
-    conv.push(&[], false, &mut events);
-    frame(&mut wbuf, &events, chunked);
-    events.clear();
-    let (res, back) = crate::sockets::write_all_within(&mut c.stream, wbuf, WRITE_TIMEOUT).await;
-    wbuf = back;
-    if res.is_err() {
-        c.events = events;
-        c.wbuf = wbuf;
-        return Ok(Done::ClientGone);
     }
-
-    let mut raw = std::mem::take(&mut c.scratch);
-    let mut upstream_done = false;
-    let mut client_gone = false;
-    let ping_every = w.config.ping_interval;
-    while !conv.is_finished() {
-        raw.clear();
-        let read = {
-            // The read is polled across pings rather than restarted, so a
-            // ping never cancels an upstream read in flight.
-            let mut fut = std::pin::pin!(ex.conn.read_body(&mut ex.decoder, &mut raw, cfg.idle_timeout));
-            loop {
-                match monoio::time::timeout(ping_every, &mut fut).await {
-                    Ok(r) => break r,
-                    Err(_) => {
-                        if let Err(e) = ping(&mut c.stream, &mut c.body, chunked).await {
-                            break Err(e);
-                        }
-                    }
-                }
-            }
-        };
-        match read {
-            Ok(done) => {
-                upstream_done = done;
-                conv.push(&raw, done, &mut events);
-            }
-            Err(e) if e.side == Side::Client => {
-                client_gone = true;
-                break;
-            }
-            Err(mut e) => {
-                w.redactor.scrub_error(&mut e);
-                tracing::warn!(error = %e, "upstream stream failed");
-                conv.fail(&e, &mut events);
-            }
-        }
-        if upstream_done && !conv.is_finished() {
-            // The converter always finishes at upstream EOF; this guards
-            // against an endless loop should that contract ever break.
-            conv.fail(&ProxyError::internal("stream converter did not finish at end of stream"), &mut events);
-        }
-        if !events.is_empty() {
-            // Upstream error events carry the provider's own words, which
-            // may quote the key it rejected.
-            w.redactor.scrub_bytes(&mut events);
-            wbuf.clear();
-            frame(&mut wbuf, &events, chunked);
-            events.clear();
-            let (res, back) = crate::sockets::write_all_within(&mut c.stream, wbuf, WRITE_TIMEOUT).await;
-            wbuf = back;
-            if res.is_err() {
-                client_gone = true;
-                break;
-            }
-        }
-    }
-    access.outcome = conv.outcome();
-    c.events = events;
-    if client_gone {
-        // Dropping the upstream connection closes it, which is how an
-        // HTTP/1.1 provider learns to stop generating.
-        c.scratch = raw;
-        c.wbuf = wbuf;
-        return Ok(Done::ClientGone);
-    }
-    let res = if chunked {
-        wbuf.clear();
-        wbuf.extend_from_slice(response::LAST_CHUNK);
-        let (res, back) = crate::sockets::write_all_within(&mut c.stream, wbuf, WRITE_TIMEOUT).await;
-        c.wbuf = back;
-        res
-    } else {
-        c.wbuf = wbuf;
-        Ok(())
-    };
-    // The converter stops at `[DONE]`, usually just before the upstream's
-    // last chunk; reading that little rest lets the connection be reused.
-    if !upstream_done && ex.head.keep_alive {
-        upstream_done = drain(&mut ex, &mut raw).await;
-    }
-    c.scratch = raw;
-    if upstream_done && ex.decoder.is_done() && ex.head.keep_alive {
-        w.pool.checkin(ex.conn);
-    }
-    if res.is_err() || !chunked {
-        return Ok(Done::ClientGone);
-    }
-    Ok(Done::Reply { status: 200 })
-}
-
-/// Reads what is left of an upstream body, briefly and boundedly. Returns
-/// whether the body ended cleanly.
-async fn drain(ex: &mut upstream::Exchange, raw: &mut Vec<u8>) -> bool {
-    let deadline = monoio::time::Instant::now() + DRAIN_TIME;
-    let mut total = 0;
-    loop {
-        raw.clear();
-        match monoio::time::timeout_at(deadline, ex.conn.read_body(&mut ex.decoder, raw, DRAIN_TIME)).await {
-            Ok(Ok(true)) => return true,
-            Ok(Ok(false)) => {
-                total += raw.len();
-                if total > DRAIN_BYTES {
-                    return false;
-                }
-            }
-            _ => return false,
-        }
-    }
-}
-
-/// Frames converted events for the client: one chunk, or the bare bytes on
-/// a close-delimited HTTP/1.0 stream.
-fn frame(wbuf: &mut Vec<u8>, events: &[u8], chunked: bool) {
-    if chunked {
-        response::write_chunk(wbuf, events);
-    } else {
-        wbuf.extend_from_slice(events);
-    }
-}
-
-/// Writes an SSE ping while the upstream is silent. A failed write means the
-/// client left; that ends the stream (and with it the upstream request).
-async fn ping(stream: &mut TcpStream, buf: &mut Vec<u8>, chunked: bool) -> Result<(), ProxyError> {
-    let mut b = std::mem::take(buf);
-    b.clear();
-    let mut ev = Vec::with_capacity(64);
-    convert::stream::write_ping(&mut ev);
-    frame(&mut b, &ev, chunked);
-    let (res, back) = crate::sockets::write_all_within(stream, b, WRITE_TIMEOUT).await;
-    *buf = back;
-    res.map_err(|_| ProxyError::client(499, ErrorType::InvalidRequest, "client disconnected"))
 }
 
 /// Step 7 for JSON bodies: head and body in one write.
-async fn write_json(c: &mut Conn, status: u16, body: &[u8], keep_alive: bool, head_only: bool) -> Done {
-    let mut wbuf = std::mem::take(&mut c.wbuf);
+async fn write_response(
+    stream: &mut TcpStream,
+    wbuf: &mut Vec<u8>,
+    status: u16,
+    body: &[u8],
+    keep_alive: bool,
+    head_only: bool,
+    extra: &[(&str, &str)],
+) -> Done {
     wbuf.clear();
     if head_only {
-        response::write_head(&mut wbuf, status, "application/json", Some(body.len()), keep_alive, &[]);
+        response::write_head(wbuf, status, "application/json", Some(body.len()), keep_alive, extra);
     } else {
-        response::write_full(&mut wbuf, status, "application/json", body, keep_alive, &[]);
+        response::write_full(wbuf, status, "application/json", body, keep_alive, extra);
     }
-    let (res, back) = crate::sockets::write_all_within(&mut c.stream, wbuf, WRITE_TIMEOUT).await;
-    c.wbuf = back;
+    let (res, back) = crate::sockets::write_all_within(stream, std::mem::take(wbuf), WRITE_TIMEOUT).await;
+    *wbuf = back;
     match res {
         Ok(_) => Done::Reply { status },
         Err(_) => Done::ClientGone,
     }
+}
+
+/// A JSON answer from one of the small endpoints.
+async fn write_json(c: &mut Conn, status: u16, body: &[u8], keep_alive: bool, head_only: bool) -> Done {
+    write_response(&mut c.stream, &mut c.wbuf, status, body, keep_alive, head_only, &[]).await
 }
 
 /// The one place where an error becomes an HTTP response. Returns whether
@@ -792,24 +691,22 @@ async fn respond_error(c: &mut Conn, w: &Worker, e: &ProxyError, keep_alive: boo
     let mut body = Vec::with_capacity(128 + e.message.len());
     e.write_json(&mut body);
     let mut retry = itoa::Buffer::new();
-    let extra: &[(&str, &str)] = match e.retry_after {
-        Some(s) => &[("retry-after", retry.format(s))],
-        None => &[],
-    };
-    let mut wbuf = std::mem::take(&mut c.wbuf);
-    wbuf.clear();
-    if head_only {
-        response::write_head(&mut wbuf, e.status, "application/json", Some(body.len()), keep_alive, extra);
-    } else {
-        response::write_full(&mut wbuf, e.status, "application/json", &body, keep_alive, extra);
+    let mut extra: [(&str, &str); 2] = [("", ""); 2];
+    let mut n = 0;
+    if let Some(s) = e.retry_after {
+        extra[n] = ("retry-after", retry.format(s));
+        n += 1;
     }
-    let (res, back) = crate::sockets::write_all_within(&mut c.stream, wbuf, WRITE_TIMEOUT).await;
-    c.wbuf = back;
-    res.is_ok()
+    if !c.label.is_empty() {
+        extra[n] = ("x-ccproxy-route", c.label.as_str());
+        n += 1;
+    }
+    let done = write_response(&mut c.stream, &mut c.wbuf, e.status, &body, keep_alive, head_only, &extra[..n]).await;
+    matches!(done, Done::Reply { .. })
 }
 
 /// Step 8, log: one access event per request.
-fn log(a: &Access, err: Option<&ProxyError>) {
+fn log(a: &Access, upstream: &str, err: Option<&ProxyError>) {
     let dur_us = a.started.elapsed().as_micros() as u64;
     let ttfb_us = a.first_byte.map(|d| d.as_micros() as u64).unwrap_or(0);
     let u = a.outcome.usage;
@@ -819,6 +716,8 @@ fn log(a: &Access, err: Option<&ProxyError>) {
             route = a.route.name(),
             status = a.status,
             model = %a.model,
+            upstream = %upstream,
+            retries = a.retries,
             stream = a.stream,
             ttfb_us,
             dur_us,
@@ -833,6 +732,8 @@ fn log(a: &Access, err: Option<&ProxyError>) {
             route = a.route.name(),
             status = a.status,
             model = %a.model,
+            upstream = %upstream,
+            retries = a.retries,
             stream = a.stream,
             ttfb_us,
             dur_us,

@@ -20,6 +20,8 @@ pub struct Shard {
     pub errors: AtomicU64,
     pub upstream_connects: AtomicU64,
     pub pool_hits: AtomicU64,
+    pub retries: AtomicU64,
+    pub fallbacks: AtomicU64,
 }
 
 impl Shard {
@@ -40,6 +42,8 @@ pub struct Totals {
     pub errors: u64,
     pub upstream_connects: u64,
     pub pool_hits: u64,
+    pub retries: u64,
+    pub fallbacks: u64,
 }
 
 /// Every worker's shard plus the process facts `/status` reports.
@@ -65,6 +69,8 @@ impl Metrics {
             t.errors += s.errors.load(Relaxed);
             t.upstream_connects += s.upstream_connects.load(Relaxed);
             t.pool_hits += s.pool_hits.load(Relaxed);
+            t.retries += s.retries.load(Relaxed);
+            t.fallbacks += s.fallbacks.load(Relaxed);
         }
         t
     }

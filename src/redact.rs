@@ -18,29 +18,36 @@ pub const MASK: &str = "[redacted]";
 
 /// A precompiled search for one secret.
 pub struct Redactor {
-    finder: Option<Finder<'static>>,
+    finders: Vec<Finder<'static>>,
 }
 
 impl Redactor {
     /// `key` of `None` or empty redacts nothing.
     pub fn new(key: Option<&str>) -> Self {
-        let finder = key.filter(|k| !k.is_empty()).map(|k| Finder::new(k.as_bytes()).into_owned());
-        Redactor { finder }
+        Self::many(key.into_iter())
+    }
+
+    /// Redacts every one of `keys` (one per provider); empty ones are skipped.
+    pub fn many<'a>(keys: impl Iterator<Item = &'a str>) -> Self {
+        let finders = keys.filter(|k| !k.is_empty()).map(|k| Finder::new(k.as_bytes()).into_owned()).collect();
+        Redactor { finders }
     }
 
     /// Whether `bytes` contain the secret.
     #[inline]
     pub fn hits(&self, bytes: &[u8]) -> bool {
-        match &self.finder {
-            Some(f) => f.find(bytes).is_some(),
-            None => false,
-        }
+        self.finders.iter().any(|f| f.find(bytes).is_some())
     }
 
     /// Replaces every occurrence of the secret in `buf`, in place. The happy
     /// path is a single SIMD scan that finds nothing and allocates nothing.
     pub fn scrub_bytes(&self, buf: &mut Vec<u8>) {
-        let Some(f) = &self.finder else { return };
+        for f in &self.finders {
+            Self::scrub_one(f, buf);
+        }
+    }
+
+    fn scrub_one(f: &Finder<'_>, buf: &mut Vec<u8>) {
         if f.find(buf).is_none() {
             return;
         }
@@ -68,24 +75,28 @@ impl Redactor {
 thread_local! {
     /// The key of the worker running on this thread, so that code far from
     /// the worker (error construction) can scrub before it truncates.
-    static ACTIVE: RefCell<Option<Finder<'static>>> = const { RefCell::new(None) };
+    static ACTIVE: RefCell<Option<Redactor>> = const { RefCell::new(None) };
 }
 
 /// Makes `key` the secret scrubbed by [`scrub_str`] on this thread.
 pub fn install(key: Option<&str>) {
-    let finder = key.filter(|k| !k.is_empty()).map(|k| Finder::new(k.as_bytes()).into_owned());
-    ACTIVE.with(|a| *a.borrow_mut() = finder);
+    install_many(key.into_iter());
+}
+
+/// Makes `keys` the secrets scrubbed by [`scrub_str`] on this thread.
+pub fn install_many<'a>(keys: impl Iterator<Item = &'a str>) {
+    let r = Redactor::many(keys);
+    ACTIVE.with(|a| *a.borrow_mut() = if r.finders.is_empty() { None } else { Some(r) });
 }
 
 /// Replaces this thread's installed secret in `s`.
 pub fn scrub_str(s: &str) -> Cow<'_, str> {
     ACTIVE.with(|a| {
         let a = a.borrow();
-        let Some(f) = a.as_ref() else { return Cow::Borrowed(s) };
-        if f.find(s.as_bytes()).is_none() {
+        let Some(r) = a.as_ref() else { return Cow::Borrowed(s) };
+        if !r.hits(s.as_bytes()) {
             return Cow::Borrowed(s);
         }
-        let r = Redactor { finder: Some(f.clone()) };
         let mut bytes = s.as_bytes().to_vec();
         r.scrub_bytes(&mut bytes);
         Cow::Owned(String::from_utf8_lossy(&bytes).into_owned())

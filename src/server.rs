@@ -110,7 +110,7 @@ pub fn start(config: Config) -> anyhow::Result<Running> {
     }
     let _ = metrics.driver.set(driver);
     tracing::info!(
-        upstream = %config.upstream.base_url,
+        upstream = %config.providers[0].upstream.base_url,
         "ccproxy listening on http://{addr} workers={workers} driver={driver}"
     );
     Ok(Running { addr, workers: handles })

@@ -332,6 +332,12 @@ impl Pool {
     }
 
     fn unreachable(&self, e: &io::Error) -> ProxyError {
+        let mut err = self.unreachable_message(e);
+        err.retryable = true;
+        err
+    }
+
+    fn unreachable_message(&self, e: &io::Error) -> ProxyError {
         if let Some(proxy) = &self.proxy {
             ProxyError::bad_gateway(format!(
                 "cannot reach the proxy {} for the upstream at {} ({e})",

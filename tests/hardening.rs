@@ -41,8 +41,12 @@ fn assert_no_key_piece(text: &str, what: &str) {
     }
 }
 
+/// A config for `mock`, with retries off so each scripted answer is seen once.
 fn config_with(mock: &Mock, top: &str, upstream: &str) -> std::path::PathBuf {
-    write_config(&format!("{top}\n[upstream]\nbase_url = \"{}\"\napi_key = \"{TEST_KEY}\"\n{upstream}\n", mock.url()))
+    write_config(&format!(
+        "retries = 0\n{top}\n[upstream]\nbase_url = \"{}\"\napi_key = \"{TEST_KEY}\"\n{upstream}\n",
+        mock.url()
+    ))
 }
 
 fn assert_alive(proxy: &Proxy) {

@@ -8,12 +8,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use clap::Parser;
 
 use super::*;
+use crate::route::Target;
 
 /// A fresh directory, removed on drop.
-struct TempDir(PathBuf);
+pub(super) struct TempDir(pub(super) PathBuf);
 
 impl TempDir {
-    fn new(tag: &str) -> TempDir {
+    pub(super) fn new(tag: &str) -> TempDir {
         static N: AtomicUsize = AtomicUsize::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("ccproxy-config-{}-{tag}-{n}", std::process::id()));
@@ -22,7 +23,7 @@ impl TempDir {
         TempDir(dir)
     }
 
-    fn write(&self, rel: &str, text: &str) -> PathBuf {
+    pub(super) fn write(&self, rel: &str, text: &str) -> PathBuf {
         let path = self.0.join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, text).unwrap();
@@ -40,11 +41,11 @@ fn no_env(_: &str) -> Option<String> {
     None
 }
 
-fn cli(args: &[&str]) -> Cli {
+pub(super) fn cli(args: &[&str]) -> Cli {
     Cli::try_parse_from(std::iter::once("ccproxy").chain(args.iter().copied())).unwrap()
 }
 
-fn with_file(text: &str, args: &[&str]) -> (TempDir, Cli) {
+pub(super) fn with_file(text: &str, args: &[&str]) -> (TempDir, Cli) {
     let dir = TempDir::new("file");
     let path = dir.write("ccproxy.toml", text);
     let mut c = cli(args);
@@ -52,7 +53,7 @@ fn with_file(text: &str, args: &[&str]) -> (TempDir, Cli) {
     (dir, c)
 }
 
-fn load(c: &Cli) -> anyhow::Result<Config> {
+pub(super) fn load(c: &Cli) -> anyhow::Result<Config> {
     Config::load_with_home(c, None, &no_env)
 }
 
@@ -61,6 +62,15 @@ fn load_err(c: &Cli) -> String {
         Ok(cfg) => panic!("expected an error, got {cfg:?}"),
         Err(e) => format!("{e:#}"),
     }
+}
+
+/// Routes a plain request for `model`: `provider,model (reason)`.
+fn route_of(cfg: &Config, model: &str) -> String {
+    let facts = crate::route::RouteFacts { model, thinking_enabled: false, web_search: false, body_len: 100 };
+    let d = cfg.router.decide(&facts, &cfg.providers, &mut || panic!("no tokenizing for short bodies"));
+    let mut out = Vec::new();
+    d.write_label(&cfg.providers[d.provider].name, model, &mut out);
+    String::from_utf8(out).unwrap()
 }
 
 fn file_err(text: &str) -> String {
@@ -106,8 +116,11 @@ fn nothing_configured_means_local_ollama_and_defaults() {
     assert_eq!(c.max_body_bytes, 33_554_432);
     assert_eq!(c.ping_interval, Duration::from_secs(15));
     assert_eq!(c.source, None);
-    assert_eq!(c.route, ModelRoute::default());
-    let up = &c.upstream;
+    assert_eq!(c.router, Router::default());
+    assert_eq!((c.retries, c.retry_after_cap), (2, Duration::from_secs(20)));
+    assert_eq!(c.providers.len(), 1);
+    assert_eq!(c.providers[0].name, "default");
+    let up = &c.providers[0].upstream;
     assert!(up.is_default);
     assert_eq!(up.base_url, "http://127.0.0.1:11434/v1");
     assert_eq!((up.host.as_str(), up.port), ("127.0.0.1", 11434));
@@ -125,13 +138,13 @@ fn nothing_configured_means_local_ollama_and_defaults() {
 #[test]
 fn is_default_only_when_no_base_url_anywhere() {
     let c = load(&cli(&["--upstream", "http://127.0.0.1:11434/v1"])).unwrap();
-    assert!(!c.upstream.is_default, "an explicit --upstream, even equal to the default, is configured");
+    assert!(!c.providers[0].upstream.is_default, "an explicit --upstream, even equal to the default, is configured");
     let (_d, c) = with_file("[upstream]\nbase_url = \"http://10.1.2.3:8000/v1\"\n", &[]);
-    assert!(!load(&c).unwrap().upstream.is_default);
+    assert!(!load(&c).unwrap().providers[0].upstream.is_default);
     let (_d, c) = with_file("[upstream]\napi_key = \"k\"\n", &[]);
     let cfg = load(&c).unwrap();
-    assert!(cfg.upstream.is_default);
-    assert_eq!(cfg.upstream.api_key.as_deref(), Some("k"));
+    assert!(cfg.providers[0].upstream.is_default);
+    assert_eq!(cfg.providers[0].upstream.api_key.as_deref(), Some("k"));
 }
 
 #[test]
@@ -160,18 +173,22 @@ reasoning_effort = true
     assert_eq!(f.workers, 2);
     assert_eq!(f.max_body_bytes, 1000);
     assert_eq!(f.ping_interval, Duration::from_secs(5));
-    assert_eq!(f.upstream.base_url, "http://file-host:8000/v1");
-    assert_eq!(f.upstream.api_key.as_deref(), Some("file-key"));
+    assert_eq!(f.providers[0].upstream.base_url, "http://file-host:8000/v1");
+    assert_eq!(f.providers[0].upstream.api_key.as_deref(), Some("file-key"));
     assert_eq!(
-        (f.upstream.connect_timeout, f.upstream.first_byte_timeout, f.upstream.idle_timeout),
+        (
+            f.providers[0].upstream.connect_timeout,
+            f.providers[0].upstream.first_byte_timeout,
+            f.providers[0].upstream.idle_timeout
+        ),
         (Duration::from_secs(1), Duration::from_secs(2), Duration::from_secs(3))
     );
-    assert_eq!(f.upstream.pool_max_idle, 0);
-    assert!(!f.upstream.pdf_file_parts);
-    assert!(f.upstream.reasoning_effort);
-    assert_eq!(f.route.default.as_deref(), Some("file-model"));
-    assert_eq!(f.route.force, None);
-    assert_eq!(f.route.resolve("claude-haiku-4-5"), "small");
+    assert_eq!(f.providers[0].upstream.pool_max_idle, 0);
+    assert!(!f.providers[0].upstream.pdf_file_parts);
+    assert!(f.providers[0].upstream.reasoning_effort);
+    assert_eq!(route_of(&f, "other"), "default,file-model (default)");
+    assert_eq!(f.router.forced, None);
+    assert_eq!(route_of(&f, "claude-haiku-4-5"), "default,small (model_map)");
     assert_eq!(f.source.as_deref(), c.config.as_deref());
 
     let args = [
@@ -190,22 +207,23 @@ reasoning_effort = true
     let both = load(&c).unwrap();
     assert_eq!(both.listen, "127.0.0.1:0".parse().unwrap());
     assert_eq!(both.workers, 5);
-    assert_eq!(both.upstream.base_url, "http://cli-host/v2");
-    assert_eq!(both.upstream.chat_path, "/v2/chat/completions");
-    assert_eq!(both.upstream.api_key.as_deref(), Some("cli-key"));
-    assert_eq!(both.route.resolve("claude-haiku-4-5"), "forced");
+    assert_eq!(both.providers[0].upstream.base_url, "http://cli-host/v2");
+    assert_eq!(both.providers[0].upstream.chat_path, "/v2/chat/completions");
+    assert_eq!(both.providers[0].upstream.api_key.as_deref(), Some("cli-key"));
+    assert_eq!(route_of(&both, "claude-haiku-4-5"), "default,forced (forced)");
     // What the command line does not cover still comes from the file.
     assert_eq!(both.max_body_bytes, 1000);
-    assert_eq!(both.route.default.as_deref(), Some("file-model"));
-    assert!(both.upstream.reasoning_effort);
+    assert_eq!(both.router.default.target.model.as_deref(), Some("file-model"));
+    assert!(both.providers[0].upstream.reasoning_effort);
 }
 
 #[test]
 fn key_comes_from_flag_then_env_then_file_and_empty_is_absent() {
     let env = |k: &str| (k == KEY_ENV).then(|| "env-key".to_string());
     let (_d, c) = with_file("[upstream]\napi_key = \"file-key\"\n", &[]);
-    let key =
-        |c: &Cli, env: &dyn Fn(&str) -> Option<String>| Config::load_with_home(c, None, env).unwrap().upstream.api_key;
+    let key = |c: &Cli, env: &dyn Fn(&str) -> Option<String>| {
+        Config::load_with_home(c, None, env).unwrap().providers[0].upstream.api_key.clone()
+    };
     assert_eq!(key(&c, &no_env).as_deref(), Some("file-key"));
     assert_eq!(key(&c, &env).as_deref(), Some("env-key"));
     let mut flag = c.clone();
@@ -240,10 +258,13 @@ model = "lit$${X}"
     let (_d, c) = with_file(text, &[]);
     let cfg = Config::load_with_home(&c, None, &env).unwrap();
     assert_eq!(cfg.listen, "127.0.0.1:9999".parse().unwrap());
-    assert_eq!(cfg.upstream.host, "10.0.0.7");
-    assert_eq!(cfg.upstream.api_key.as_deref(), Some("sk-from-env"));
-    assert_eq!(cfg.route.default.as_deref(), Some("lit${X}"));
-    assert_eq!(cfg.route.map, vec![("claude-x".to_string(), "llama3.2:3b".to_string())]);
+    assert_eq!(cfg.providers[0].upstream.host, "10.0.0.7");
+    assert_eq!(cfg.providers[0].upstream.api_key.as_deref(), Some("sk-from-env"));
+    assert_eq!(cfg.router.default.target.model.as_deref(), Some("lit${X}"));
+    assert_eq!(
+        cfg.router.map,
+        vec![("claude-x".to_string(), Target { provider: 0, model: Some("llama3.2:3b".into()) })]
+    );
 
     let (_d, c) = with_file("[upstream]\napi_key = \"${OPENAI_API_KEY}\"\n", &[]);
     let e = load_err(&c);
@@ -342,7 +363,7 @@ fn home_config_is_discovered_and_overridden_by_flag() {
 #[test]
 fn model_map_keeps_document_order() {
     let (_d, c) = with_file("[model_map]\n\"z\" = \"1\"\n\"a\" = \"2\"\n\"m\" = \"3\"\n", &[]);
-    let map = load(&c).unwrap().route.map;
+    let map = load(&c).unwrap().router.map;
     let keys: Vec<&str> = map.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(keys, ["z", "a", "m"]);
 }
@@ -405,7 +426,7 @@ pdf = false
     c.upstream_key = Some("0123456789abcdef-secret".into());
     let rendered = load(&c).unwrap().render_masked();
     let parsed: FileConfig = toml::from_str(&rendered).unwrap_or_else(|e| panic!("{e}\n{rendered}"));
-    assert_eq!(parsed.upstream.api_key.as_deref(), Some("…cret (masked, 23 chars)"));
+    assert_eq!(parsed.providers[0].api_key.as_deref(), Some("…cret (masked, 23 chars)"));
     assert!(rendered.contains("built-in local Ollama"), "{rendered}");
     assert!(rendered.contains("# --model \"forced\""), "{rendered}");
     assert!(rendered.contains("# requests: POST http://127.0.0.1:11434/v1/chat/completions"), "{rendered}");
@@ -441,7 +462,7 @@ fn https_upstream_with_a_ca_file_next_to_the_config() {
     );
     let c = Cli { config: Some(path), ..Cli::default() };
     let cfg = load(&c).unwrap();
-    let up = &cfg.upstream;
+    let up = &cfg.providers[0].upstream;
     assert!(up.tls);
     assert_eq!((up.host.as_str(), up.port, up.host_header.as_str()), ("llm.internal", 443, "llm.internal"));
     assert_eq!(up.base_url, "https://llm.internal/v1");
@@ -471,14 +492,14 @@ fn ca_file_must_hold_certificates() {
     assert!(e.contains("holds no `-----BEGIN CERTIFICATE-----` block"), "{e}");
     // An empty value means "not set".
     let (_d, c) = with_file("[upstream]\nca_file = \"\"\n", &[]);
-    assert_eq!(load(&c).unwrap().upstream.ca_file, None);
+    assert_eq!(load(&c).unwrap().providers[0].upstream.ca_file, None);
 }
 
 #[test]
 fn https_proxy_from_the_environment() {
     let https = cli(&["--upstream", "https://api.example.com/v1"]);
     let load_env = |c: &Cli, pairs: &'static [(&'static str, &'static str)]| {
-        Config::load_with_home(c, None, &env_of(pairs)).map(|cfg| cfg.upstream.proxy)
+        Config::load_with_home(c, None, &env_of(pairs)).map(|cfg| cfg.providers[0].upstream.proxy.clone())
     };
     let p = load_env(&https, &[("HTTPS_PROXY", "http://p:3128")]).unwrap().unwrap();
     assert_eq!((p.url.as_str(), p.from_env), ("http://p:3128", Some("HTTPS_PROXY")));

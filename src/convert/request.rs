@@ -79,19 +79,7 @@ pub struct RequestMeta {
     pub tool_names: ToolNames,
 }
 
-/// What routing looks at, read during [`inspect`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RouteFacts<'a> {
-    /// The client's `model`.
-    pub model: &'a str,
-    /// `thinking.type == "enabled"` (not `adaptive`, which Claude Code sends
-    /// on every turn).
-    pub thinking_enabled: bool,
-    /// A tool whose `type` starts with `web_search`.
-    pub web_search: bool,
-    /// Length of the client body in bytes.
-    pub body_len: usize,
-}
+pub use crate::route::RouteFacts;
 
 /// A validated client body, between [`inspect`] and [`convert_inspected`].
 pub struct Inspected<'a> {

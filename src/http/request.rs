@@ -81,6 +81,9 @@ pub struct RequestHead {
     pub head_len: usize,
     pub authorization: Option<Range<usize>>,
     pub x_api_key: Option<Range<usize>>,
+    /// Forwarded to Anthropic-kind providers as they are.
+    pub anthropic_version: Option<Range<usize>>,
+    pub anthropic_beta: Option<Range<usize>>,
     /// True for HTTP/1.1, false for HTTP/1.0.
     pub http11: bool,
 }
@@ -163,6 +166,8 @@ fn parse_with<'b>(
     let mut expect_continue = false;
     let mut authorization = None;
     let mut x_api_key = None;
+    let mut anthropic_version = None;
+    let mut anthropic_beta = None;
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         let value = trim_ows(h.value);
@@ -193,6 +198,10 @@ fn parse_with<'b>(
             authorization.get_or_insert_with(|| range_in(buf, value));
         } else if name.eq_ignore_ascii_case(b"x-api-key") {
             x_api_key.get_or_insert_with(|| range_in(buf, value));
+        } else if name.eq_ignore_ascii_case(b"anthropic-version") {
+            anthropic_version.get_or_insert_with(|| range_in(buf, value));
+        } else if name.eq_ignore_ascii_case(b"anthropic-beta") {
+            anthropic_beta.get_or_insert_with(|| range_in(buf, value));
         }
     }
 
@@ -221,6 +230,8 @@ fn parse_with<'b>(
         head_len,
         authorization,
         x_api_key,
+        anthropic_version,
+        anthropic_beta,
         http11,
     }))
 }

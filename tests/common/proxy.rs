@@ -94,9 +94,10 @@ impl ProxyCmd {
         ProxyCmd { driver, args: Vec::new(), env: Vec::new(), listen: true, workers: true }
     }
 
-    /// `--upstream <mock> --upstream-key TEST_KEY`.
+    /// `--upstream <mock> --upstream-key TEST_KEY --retries 0`: each scripted
+    /// upstream answer is seen exactly once (retries have their own tests).
     pub fn upstream(self, mock: &Mock) -> ProxyCmd {
-        self.arg("--upstream").arg(&mock.url()).arg("--upstream-key").arg(TEST_KEY)
+        self.arg("--upstream").arg(&mock.url()).arg("--upstream-key").arg(TEST_KEY).arg("--retries").arg("0")
     }
 
     pub fn arg(mut self, a: &str) -> ProxyCmd {

@@ -57,7 +57,7 @@ class Proxy:
             env["MONOIO_FORCE_LEGACY_DRIVER"] = "1"
         self.proc = subprocess.Popen(
             [str(binary), "--listen", "127.0.0.1:0", "--upstream", mock.base_url,
-             "--upstream-key", UPSTREAM_KEY],
+             "--upstream-key", UPSTREAM_KEY, "--retries", "0"],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             env=env, text=True, errors="replace")
         self._reader = threading.Thread(target=self._drain, daemon=True)

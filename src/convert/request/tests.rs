@@ -5,10 +5,15 @@ use sonic_rs::{json, JsonContainerTrait, JsonValueTrait, Value};
 
 use super::messages::TOOL_ERROR_PREFIX;
 use super::*;
-use crate::route::ModelRoute;
 
-fn route() -> ModelRoute {
-    ModelRoute { force: None, map: vec![("claude-x".into(), "gpt-up".into())], default: None }
+/// The test routing table: `claude-x` maps to `gpt-up`, anything else
+/// passes through.
+fn routed(client: &str) -> &str {
+    if client == "claude-x" {
+        "gpt-up"
+    } else {
+        client
+    }
 }
 
 pub(super) fn quirks(reasoning: bool, pdf: bool) -> Quirks {
@@ -21,9 +26,8 @@ pub(super) fn quirks(reasoning: bool, pdf: bool) -> Quirks {
 
 /// Inspects, routes with the test table, converts.
 pub(super) fn convert_routed(body: &[u8], quirks: &Quirks, out: &mut Vec<u8>) -> Result<RequestMeta, ProxyError> {
-    let r = route();
     let i = inspect(body)?;
-    let opts = RequestOptions { model: r.resolve(i.client_model()), quirks, max_tokens_cap: None };
+    let opts = RequestOptions { model: routed(i.client_model()), quirks, max_tokens_cap: None };
     convert_inspected(&i, &opts, out)
 }
 
