@@ -16,11 +16,13 @@ pub mod presets;
 mod providers;
 mod render;
 mod routing;
+mod server;
 mod url;
 
 #[doc(hidden)]
 pub use providers::test_provider;
 pub use providers::{Auth, Provider, ProviderKind};
+pub use server::{Secret, ServerLimits, ServerSettings, CLIENT_KEY_ENV};
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -78,6 +80,12 @@ pub struct Cli {
     /// Force this upstream model for every request, whatever the client asks for
     #[arg(long, value_name = "NAME")]
     pub model: Option<String>,
+    /// Key clients must present (`x-api-key` or `Authorization: Bearer`); required to listen beyond loopback
+    #[arg(long, value_name = "KEY", env = CLIENT_KEY_ENV, hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Log format of every line, access log included: text or json
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
     /// Retries of a failed upstream attempt (connect error, 429, 5xx) before falling back [default: 2]
     #[arg(long, value_name = "N")]
     pub retries: Option<u32>,
@@ -97,6 +105,8 @@ impl fmt::Debug for Cli {
             .field("upstream_key", &self.upstream_key.as_deref().map(mask_secret))
             .field("model", &self.model)
             .field("retries", &self.retries)
+            .field("api_key", &self.api_key.as_deref().map(mask_secret))
+            .field("log_format", &self.log_format)
             .field("check_config", &self.check_config)
             .finish()
     }
@@ -106,6 +116,8 @@ impl fmt::Debug for Cli {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Client authentication, exposure, limits and shutdown grace.
+    pub server: ServerSettings,
     /// Resolved worker count, >= 1 (0 in the input means one per core).
     pub workers: usize,
     pub max_body_bytes: u64,
@@ -217,6 +229,10 @@ struct FileConfig {
     ping_interval_secs: Option<u64>,
     retries: Option<u32>,
     retry_after_cap_secs: Option<u64>,
+    api_key: Option<String>,
+    allow_remote: Option<bool>,
+    shutdown_grace_secs: Option<u64>,
+    limits: Option<server::FileLimits>,
     upstream: Option<FileUpstream>,
     #[serde(default)]
     providers: Vec<providers::FileProvider>,
@@ -352,6 +368,7 @@ fn read_config_file(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> anyhow
         }
     };
     expand("listen", &mut file.listen)?;
+    expand("api_key", &mut file.api_key)?;
     if let Some(up) = &mut file.upstream {
         expand("upstream.base_url", &mut up.base_url)?;
         expand("upstream.api_key", &mut up.api_key)?;
@@ -648,8 +665,24 @@ fn resolve(
     };
     let router = routing::resolve(file.router, file.model_map, legacy_inputs, &list, &origin)?;
 
+    let server = server::resolve(
+        listen,
+        cli.api_key.clone(),
+        env(CLIENT_KEY_ENV),
+        file.api_key,
+        file.allow_remote,
+        file.shutdown_grace_secs,
+        file.limits,
+    )
+    .map_err(|e| {
+        anyhow!("{}", e).context(match &source {
+            Some(p) => format!("config file {}", p.display()),
+            None => "command line".to_string(),
+        })
+    })?;
     Ok(Config {
         listen,
+        server,
         workers,
         max_body_bytes,
         ping_interval,

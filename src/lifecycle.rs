@@ -14,7 +14,7 @@ use monoio::buf::IoBufMut;
 use monoio::io::AsyncReadRent;
 use monoio::net::{TcpListener, TcpStream};
 
-use crate::config::{Config, ProviderKind};
+use crate::config::{Config, ProviderKind, ServerLimits};
 use crate::convert::{self, stream::StreamConverter, Outcome};
 use crate::endpoints;
 use crate::error::{ErrorType, ProxyError};
@@ -30,14 +30,6 @@ use crate::upstream::{self, Pool};
 /// Longest a non-streaming upstream body may be. Real answers are far below.
 const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
 const READ_RESERVE: usize = 16 * 1024;
-/// Wait for the next request on an idle keep-alive connection.
-const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(75);
-/// Deadline for a whole request head once its first byte has arrived; a
-/// deadline, not a per-read timeout, so a byte-a-minute client cannot hold
-/// the connection (slowloris).
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
-/// Deadline for a whole request body.
-const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 /// After an early error, how much of an unread body we drain, and for how
 /// long, so the client reads our answer instead of a reset.
 const LINGER_BYTES: usize = 4 * 1024 * 1024;
@@ -56,6 +48,10 @@ pub struct Worker {
     /// One keep-alive pool per provider, index = provider index.
     pub pools: Vec<Pool>,
     pub limits: Limits,
+    /// Open client connections on this worker.
+    pub connections: std::cell::Cell<usize>,
+    /// Requests being handled on this worker (shutdown waits for them).
+    pub in_flight: std::cell::Cell<usize>,
     /// Masks every provider's key in anything relayed from an upstream.
     pub redactor: Redactor,
 }
@@ -63,11 +59,25 @@ pub struct Worker {
 impl Worker {
     pub fn new(id: usize, config: std::sync::Arc<Config>, metrics: std::sync::Arc<Metrics>) -> Worker {
         let pools = config.providers.iter().map(|p| Pool::new(&p.upstream)).collect();
-        let limits = Limits { max_body_bytes: config.max_body_bytes, ..Limits::default() };
+        let l = &config.server.limits;
+        let limits = Limits {
+            max_body_bytes: config.max_body_bytes,
+            max_headers: l.max_headers,
+            max_head_bytes: l.max_head_bytes,
+        };
         let keys = || config.providers.iter().filter_map(|p| p.upstream.api_key.as_deref());
         let redactor = Redactor::many(keys());
         crate::redact::install_many(keys());
-        Worker { id, config, metrics, pools, limits, redactor }
+        Worker {
+            id,
+            config,
+            metrics,
+            pools,
+            limits,
+            connections: std::cell::Cell::new(0),
+            in_flight: std::cell::Cell::new(0),
+            redactor,
+        }
     }
 
     pub fn shard(&self) -> &Shard {
@@ -77,12 +87,32 @@ impl Worker {
 
 /// Step 1, accept: hands every connection to its own task on this worker.
 pub async fn accept_loop(worker: Rc<Worker>, listener: TcpListener) {
+    let max = worker.config.server.limits.max_connections_per_worker;
+    // A pending accept is cancelled once, when shutdown begins; polling the
+    // flag from a side task keeps the accept path itself untouched.
+    let canceller = monoio::io::Canceller::new();
+    let handle = canceller.handle();
+    monoio::spawn(async move {
+        while !shutting_down() {
+            monoio::time::sleep(Duration::from_millis(100)).await;
+        }
+        canceller.cancel();
+    });
     loop {
-        match listener.accept().await {
+        // At the cap, stop accepting: the kernel backlog holds new clients
+        // until a connection here closes.
+        while worker.connections.get() >= max && !shutting_down() {
+            monoio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if shutting_down() {
+            break;
+        }
+        match listener.cancelable_accept(handle.clone()).await {
             Ok((stream, _peer)) => {
                 let _ = stream.set_nodelay(true);
                 monoio::spawn(CatchPanic(serve_connection(worker.clone(), stream)));
             }
+            Err(_) if shutting_down() => break,
             Err(e) => {
                 // Usually EMFILE: back off briefly instead of spinning, and
                 // let the kernel backlog hold new clients meanwhile.
@@ -90,6 +120,31 @@ pub async fn accept_loop(worker: Rc<Worker>, listener: TcpListener) {
                 monoio::time::sleep(Duration::from_millis(10)).await;
             }
         }
+    }
+    // Graceful shutdown: no new connections; requests and streams in flight
+    // get `shutdown_grace` to finish. Idle keep-alive connections are simply
+    // dropped with the runtime when this returns.
+    drop(listener);
+    let deadline = monoio::time::Instant::now() + worker.config.server.shutdown_grace;
+    while worker.in_flight.get() > 0 && monoio::time::Instant::now() < deadline {
+        monoio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if worker.in_flight.get() > 0 {
+        tracing::warn!(worker = worker.id, in_flight = worker.in_flight.get(), "shutdown grace expired");
+    }
+}
+
+fn shutting_down() -> bool {
+    crate::server::SHUTDOWN.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Holds one unit of a per-worker count (open connections, requests in
+/// flight) for as long as it lives, panics included.
+struct Counted<'a>(&'a std::cell::Cell<usize>);
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
     }
 }
 
@@ -163,6 +218,8 @@ struct Access {
 
 /// Steps 2 to 8 for every request on one connection.
 async fn serve_connection(worker: Rc<Worker>, stream: TcpStream) {
+    worker.connections.set(worker.connections.get() + 1);
+    let _open = Counted(&worker.connections);
     let mut c = Conn {
         stream,
         rbuf: Vec::with_capacity(READ_RESERVE),
@@ -179,7 +236,7 @@ async fn serve_connection(worker: Rc<Worker>, stream: TcpStream) {
     };
     loop {
         // Step 2, parse the head.
-        let head = match read_head(&mut c, &worker.limits).await {
+        let head = match read_head(&mut c, &worker.limits, &worker.config.server.limits).await {
             Ok(Some(h)) => h,
             Ok(None) => return,
             Err(e) => {
@@ -191,9 +248,12 @@ async fn serve_connection(worker: Rc<Worker>, stream: TcpStream) {
         };
         let started = Instant::now();
         Shard::bump(&worker.shard().requests);
+        worker.in_flight.set(worker.in_flight.get() + 1);
+        let _in_flight = Counted(&worker.in_flight);
         c.label.clear();
         // Step 3, route, decided from the head before the body is read.
         let route = route(head.method, &c.rbuf[c.pos + head.path.start..c.pos + head.path.end]);
+        let authorized = route == Route::Health || authorized(&worker.config, &c.rbuf[c.pos..], &head);
         copy_header(&c.rbuf[c.pos..], head.anthropic_version.clone(), &mut c.anthropic_version);
         copy_header(&c.rbuf[c.pos..], head.anthropic_beta.clone(), &mut c.anthropic_beta);
         c.pos += head.head_len;
@@ -210,7 +270,23 @@ async fn serve_connection(worker: Rc<Worker>, stream: TcpStream) {
         };
         let keep_alive = head.keep_alive;
         let head_only = head.method == Method::Head;
-        let body = match read_body(&mut c, &worker.limits, head.body, head.expect_continue).await {
+        if !authorized {
+            // Refused before its body is read, so the connection cannot be
+            // reused; a lingering close lets the client read the 401.
+            let e = ProxyError::client(
+                401,
+                ErrorType::Authentication,
+                "invalid or missing API key: send the proxy's key as x-api-key or Authorization: Bearer",
+            );
+            access.status = e.status;
+            if respond_error(&mut c, &worker, &e, false, head_only).await {
+                crate::sockets::linger_close(&mut c.stream, LINGER_BYTES, LINGER_TIME).await;
+            }
+            log(&access, &c.label, Some(&e));
+            return;
+        }
+        let body_timeout = worker.config.server.limits.body_timeout;
+        let body = match read_body(&mut c, &worker.limits, body_timeout, head.body, head.expect_continue).await {
             Ok(b) => b,
             Err(e) => {
                 access.status = e.status;
@@ -241,7 +317,8 @@ async fn serve_connection(worker: Rc<Worker>, stream: TcpStream) {
                 ok && keep_alive
             }
         };
-        if !keep {
+        // During shutdown a finished request also ends its connection.
+        if !keep || shutting_down() {
             return;
         }
         if c.pos == c.rbuf.len() {
@@ -266,6 +343,35 @@ impl Conn {
     }
 }
 
+/// Whether the request carries the configured client key (always true when
+/// none is configured). Either header style is accepted.
+fn authorized(config: &Config, head_bytes: &[u8], head: &Head) -> bool {
+    let Some(key) = &config.server.client_key else { return true };
+    let key = key.0.as_bytes();
+    let value = |r: &Option<std::ops::Range<usize>>| r.clone().and_then(|r| head_bytes.get(r));
+    if let Some(v) = value(&head.x_api_key) {
+        if constant_time_eq(v, key) {
+            return true;
+        }
+    }
+    if let Some(v) = value(&head.authorization) {
+        if v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ") && constant_time_eq(v[7..].trim_ascii(), key) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Compares without an early exit, so response timing does not reveal how
+/// much of a guessed key was right. (The length is not secret.)
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
 /// Copies a header value (valid UTF-8 only; anything else is dropped).
 fn copy_header(head: &[u8], range: Option<std::ops::Range<usize>>, out: &mut String) {
     out.clear();
@@ -286,13 +392,15 @@ struct Head {
     expect_continue: bool,
     http11: bool,
     /// Relative to the start of the head in `rbuf`, like `path`.
+    authorization: Option<std::ops::Range<usize>>,
+    x_api_key: Option<std::ops::Range<usize>>,
     anthropic_version: Option<std::ops::Range<usize>>,
     anthropic_beta: Option<std::ops::Range<usize>>,
 }
 
 /// Reads until a full request head is buffered. Ok(None) means the client
 /// closed (or idled out) between requests, which is a normal end.
-async fn read_head(c: &mut Conn, limits: &Limits) -> Result<Option<Head>, ProxyError> {
+async fn read_head(c: &mut Conn, limits: &Limits, t: &ServerLimits) -> Result<Option<Head>, ProxyError> {
     let mut deadline = None;
     loop {
         if let Some(h) = parse_request_head(&c.rbuf[c.pos..], limits)? {
@@ -304,13 +412,17 @@ async fn read_head(c: &mut Conn, limits: &Limits) -> Result<Option<Head>, ProxyE
                 keep_alive: h.keep_alive,
                 expect_continue: h.expect_continue,
                 http11: h.http11,
+                authorization: h.authorization,
+                x_api_key: h.x_api_key,
                 anthropic_version: h.anthropic_version,
                 anthropic_beta: h.anthropic_beta,
             }));
         }
         let idle = c.pos == c.rbuf.len();
         let now = monoio::time::Instant::now();
-        let limit = if idle { now + KEEP_ALIVE_IDLE } else { *deadline.get_or_insert(now + HEAD_TIMEOUT) };
+        // A deadline for the whole head, not a per-read timeout, so a
+        // byte-a-minute client cannot hold the connection (slowloris).
+        let limit = if idle { now + t.idle_timeout } else { *deadline.get_or_insert(now + t.header_timeout) };
         // EOF, a reset or a timeout while waiting for a head all end the
         // connection quietly: there is no request to answer.
         match fill(c, limit).await {
@@ -356,7 +468,13 @@ enum Body {
 }
 
 /// Reads the request body, answering `Expect: 100-continue` first.
-async fn read_body(c: &mut Conn, limits: &Limits, kind: BodyKind, expect: bool) -> Result<Body, ProxyError> {
+async fn read_body(
+    c: &mut Conn,
+    limits: &Limits,
+    timeout: Duration,
+    kind: BodyKind,
+    expect: bool,
+) -> Result<Body, ProxyError> {
     if expect && c.pos == c.rbuf.len() {
         let mut buf = std::mem::take(&mut c.wbuf);
         buf.clear();
@@ -365,7 +483,7 @@ async fn read_body(c: &mut Conn, limits: &Limits, kind: BodyKind, expect: bool) 
         c.wbuf = back;
         res.map_err(|_| ProxyError::bad_request("client went away before sending the body"))?;
     }
-    let deadline = monoio::time::Instant::now() + BODY_TIMEOUT;
+    let deadline = monoio::time::Instant::now() + timeout;
     match kind {
         BodyKind::None | BodyKind::Close => Ok(Body::InPlace(c.pos, c.pos)),
         BodyKind::Length(n) => {
@@ -748,6 +866,14 @@ fn log(a: &Access, upstream: &str, err: Option<&ProxyError>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn constant_time_eq_compares_whole_keys() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
 
     #[test]
     fn routes_by_method_and_path() {

@@ -9,6 +9,7 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 
 use anyhow::Context;
@@ -17,6 +18,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::config::Config;
 use crate::lifecycle::{accept_loop, Worker};
 use crate::metrics::Metrics;
+
+/// Set once by SIGTERM/SIGINT: workers stop accepting and drain.
+pub static SHUTDOWN: AtomicBool = AtomicBool::new(false);
 
 /// Kernel accept backlog per listener; it holds bursts while workers are busy.
 const BACKLOG: i32 = 4096;
@@ -45,9 +49,60 @@ pub fn bind_listeners(addr: SocketAddr, n: usize) -> anyhow::Result<(Vec<std::ne
 }
 
 /// Starts the workers and blocks for as long as they run.
+/// SIGTERM or SIGINT begins a graceful shutdown: workers stop accepting,
+/// requests and streams in flight get `shutdown_grace` to finish, and the
+/// call returns (so the process exits 0).
 pub fn run(config: Config) -> anyhow::Result<()> {
+    // Blocked before any worker starts, so that every thread inherits the
+    // mask and the signals are only ever taken here, by sigwait.
+    let signals = block_signals();
     let running = start(config)?;
-    running.join()
+    loop {
+        match wait_signal(&signals) {
+            libc::SIGHUP => {
+                tracing::warn!("SIGHUP received: configuration reload is not supported yet; restart to apply")
+            }
+            sig => {
+                tracing::info!(signal = sig, "shutting down: no new connections, waiting for requests in flight");
+                SHUTDOWN.store(true, Ordering::Relaxed);
+                break;
+            }
+        }
+    }
+    running.join()?;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+fn signal_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset/sigaddset initialise a plain sigset_t value.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, sig);
+        }
+        set
+    }
+}
+
+fn block_signals() -> libc::sigset_t {
+    let set = signal_set();
+    // SAFETY: changes this thread's mask only; threads spawned later inherit it.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+    set
+}
+
+fn wait_signal(set: &libc::sigset_t) -> i32 {
+    let mut sig = 0;
+    loop {
+        // SAFETY: `set` is initialised and `sig` is a valid out-pointer.
+        if unsafe { libc::sigwait(set, &mut sig) } == 0 {
+            return sig;
+        }
+    }
 }
 
 /// A started proxy: the address it really listens on (port 0 resolved) and

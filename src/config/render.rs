@@ -33,6 +33,19 @@ pub(super) fn render(c: &Config) -> String {
     let _ = writeln!(o, "ping_interval_secs = {}", c.ping_interval.as_secs());
     let _ = writeln!(o, "retries = {}", c.retries);
     let _ = writeln!(o, "retry_after_cap_secs = {}", c.retry_after_cap.as_secs());
+    if let Some(k) = &c.server.client_key {
+        let _ = writeln!(o, "api_key = {}", quote(&mask_secret(&k.0)));
+    }
+    let _ = writeln!(o, "allow_remote = {}", c.server.allow_remote);
+    let _ = writeln!(o, "shutdown_grace_secs = {}", c.server.shutdown_grace.as_secs());
+    let l = &c.server.limits;
+    let _ = writeln!(o, "\n[limits]");
+    let _ = writeln!(o, "header_timeout_secs = {}", l.header_timeout.as_secs());
+    let _ = writeln!(o, "body_timeout_secs = {}", l.body_timeout.as_secs());
+    let _ = writeln!(o, "idle_timeout_secs = {}", l.idle_timeout.as_secs());
+    let _ = writeln!(o, "max_headers = {}", l.max_headers);
+    let _ = writeln!(o, "max_head_bytes = {}", l.max_head_bytes);
+    let _ = writeln!(o, "max_connections_per_worker = {}", l.max_connections_per_worker);
     for p in &c.providers {
         provider(&mut o, p);
     }
