@@ -150,7 +150,7 @@ fn is_default_only_when_no_base_url_anywhere() {
 #[test]
 fn precedence_is_cli_then_file_then_defaults() {
     let text = r#"
-listen = "0.0.0.0:4000"
+listen = "127.0.0.2:4000"
 workers = 2
 max_body_bytes = 1000
 ping_interval_secs = 5
@@ -169,7 +169,7 @@ reasoning_effort = true
 "#;
     let (_d, c) = with_file(text, &[]);
     let f = load(&c).unwrap();
-    assert_eq!(f.listen, "0.0.0.0:4000".parse().unwrap());
+    assert_eq!(f.listen, "127.0.0.2:4000".parse().unwrap());
     assert_eq!(f.workers, 2);
     assert_eq!(f.max_body_bytes, 1000);
     assert_eq!(f.ping_interval, Duration::from_secs(5));
