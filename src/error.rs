@@ -190,6 +190,12 @@ pub fn upstream_message(body: &[u8]) -> Option<String> {
             return pick(s);
         }
     }
+    // Gemini's OpenAI endpoint wraps its errors in an array.
+    if let Ok(v) = sonic_rs::get(body, &sonic_rs::pointer![0, "error", "message"]) {
+        if let Some(s) = v.as_str() {
+            return pick(s);
+        }
+    }
     if let Ok(v) = sonic_rs::get(body, &["error"]) {
         if let Some(s) = v.as_str() {
             return pick(s);
@@ -252,6 +258,12 @@ mod tests {
         );
         let parsed: sonic_rs::Value = sonic_rs::from_str(&s).unwrap();
         assert!(sonic_rs::JsonValueTrait::is_object(&parsed));
+    }
+
+    #[test]
+    fn gemini_array_errors_keep_their_message() {
+        let body = br#"[{"error":{"code":400,"message":"Invalid JSON payload received. Unknown name \"x\"","status":"INVALID_ARGUMENT"}}]"#;
+        assert_eq!(upstream_message(body).as_deref(), Some("Invalid JSON payload received. Unknown name \"x\""));
     }
 
     #[test]
