@@ -42,7 +42,11 @@ def proxy_binary() -> Path:
 
 
 class Proxy:
-    def __init__(self, driver: str, mock: MockControl, home: str):
+    def __init__(self, driver: str, mock: MockControl | None, home: str,
+                 argv: list[str] | None = None, extra_env: dict[str, str] | None = None):
+        """``argv`` replaces the default upstream flags (``--upstream`` to
+        ``mock``, key, no retries), e.g. ``["--config", FILE]``; ``--listen``
+        is always given. ``extra_env`` is added after the scrub."""
         self.driver = driver
         self.log_lines: list[str] = []
         self._lock = threading.Lock()
@@ -55,9 +59,12 @@ class Proxy:
         env["HOME"] = home  # an empty home: no ~/.config/ccproxy/config.toml
         if driver == "epoll":
             env["MONOIO_FORCE_LEGACY_DRIVER"] = "1"
+        env.update(extra_env or {})
+        if argv is None:
+            assert mock is not None
+            argv = ["--upstream", mock.base_url, "--upstream-key", UPSTREAM_KEY, "--retries", "0"]
         self.proc = subprocess.Popen(
-            [str(binary), "--listen", "127.0.0.1:0", "--upstream", mock.base_url,
-             "--upstream-key", UPSTREAM_KEY, "--retries", "0"],
+            [str(binary), "--listen", "127.0.0.1:0", *argv],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             env=env, text=True, errors="replace")
         self._reader = threading.Thread(target=self._drain, daemon=True)

@@ -39,6 +39,9 @@ A response spec has an optional ``match`` (see ``_matches``), an optional
            (connection closed without finishing the chunked body)
     fault  "reset" alone: reset the connection without any response
 
+A server made with ``flavor`` (deepseek, openrouter, gemini, ...) accepts and
+checks that vendor's request extensions; see ``validate_vendor_request``.
+
 Run standalone: ``python mock_upstream.py [--port N] [--key KEY]``; it prints
 ``mock listening on http://127.0.0.1:PORT``.
 """
@@ -321,6 +324,120 @@ def _validate_messages(messages: Any, bad) -> None:
             f"to each 'tool_call_id'. Missing: {', '.join(pending)}", "messages")
 
 
+# ------------------------------------------------------------ vendor flavors
+
+# Keywords Gemini's OpenAI endpoint refuses in a tool's `parameters` schema
+# ("Invalid JSON payload received. Unknown name ...").
+GEMINI_REJECTED_SCHEMA_KEYS = {
+    "$schema", "$id", "$ref", "$defs", "definitions", "additionalProperties",
+    "patternProperties", "propertyNames", "exclusiveMinimum", "exclusiveMaximum",
+    "const", "examples", "allOf", "not", "if", "then", "else",
+}
+OPENROUTER_TOP_LEVEL = {"reasoning", "provider", "transforms", "models", "route", "usage"}
+FLAVORS = (None, "openai", "deepseek", "openrouter", "gemini", "ollama")
+
+
+def validate_vendor_request(body: Any, flavor: str | None) -> list[Violation]:
+    """``validate_chat_request`` plus what the vendor ``flavor`` accepts on top
+    of (and demands beyond) OpenAI's contract. The vendor extensions are
+    checked, removed from a copy, and the rest is validated strictly.
+
+    - deepseek: assistant ``reasoning_content`` (a string). For a
+      ``*reasoner*`` model (thinking mode) every assistant turn with
+      ``tool_calls`` must carry it, as DeepSeek answers 400 otherwise.
+    - openrouter: top-level ``reasoning`` ({effort|max_tokens|exclude|enabled})
+      and routing fields; assistant ``reasoning``/``reasoning_details``.
+    - gemini: ``tool_calls[].extra_content.google.thought_signature``; the
+      first call of every assistant turn must carry its signature back;
+      tool schemas must not use keywords Gemini rejects.
+    - openai, ollama, None: plain OpenAI.
+    """
+    if flavor not in FLAVORS:
+        raise ValueError(f"unknown mock flavor {flavor!r}")
+    if flavor in (None, "openai", "ollama") or not isinstance(body, dict):
+        return validate_chat_request(body)
+    out: list[Violation] = []
+    body = copy.deepcopy(body)
+    messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+    assistants = [(i, m) for i, m in enumerate(messages)
+                  if isinstance(m, dict) and m.get("role") == "assistant"]
+    if flavor == "deepseek":
+        thinking_mode = "reasoner" in str(body.get("model", ""))
+        for i, m in assistants:
+            if "reasoning_content" in m:
+                if not isinstance(m.pop("reasoning_content"), str):
+                    out.append(Violation(f"Invalid 'messages[{i}].reasoning_content'"))
+            elif thinking_mode and m.get("tool_calls"):
+                out.append(Violation("Missing `reasoning_content` field in the assistant "
+                                     f"message at message index {i}"))
+    elif flavor == "openrouter":
+        r = body.get("reasoning")
+        if r is not None and (not isinstance(r, dict)
+                              or set(r) - {"effort", "max_tokens", "exclude", "enabled"}
+                              or r.get("effort", "low") not in ("minimal", "low", "medium",
+                                                                "high")):
+            out.append(Violation("Invalid 'reasoning'", "reasoning"))
+        for key in OPENROUTER_TOP_LEVEL & set(body):
+            body.pop(key)
+        for _, m in assistants:
+            m.pop("reasoning", None)
+            m.pop("reasoning_details", None)
+    elif flavor == "gemini":
+        for i, m in assistants:
+            calls = m.get("tool_calls")
+            if not isinstance(calls, list):
+                continue
+            for j, c in enumerate(calls):
+                if not isinstance(c, dict) or "extra_content" not in c:
+                    if j == 0:
+                        out.append(Violation(
+                            f"Function call is missing a thought_signature in functionCall "
+                            f"parts (messages[{i}].tool_calls[{j}])"))
+                    continue
+                extra = c.pop("extra_content")
+                sig = extra.get("google", {}).get("thought_signature") \
+                    if isinstance(extra, dict) and isinstance(extra.get("google"), dict) else None
+                if not isinstance(sig, str) or not sig:
+                    out.append(Violation(f"Invalid 'messages[{i}].tool_calls[{j}]"
+                                         ".extra_content.google.thought_signature'"))
+        for t in body.get("tools") or []:
+            fn = t.get("function") if isinstance(t, dict) else None
+            if isinstance(fn, dict):
+                for key in _schema_keys(fn.get("parameters")):
+                    if key in GEMINI_REJECTED_SCHEMA_KEYS:
+                        out.append(Violation(f"Invalid JSON payload received. Unknown name "
+                                             f"\"{key}\" at 'tools[0].function_declarations"
+                                             f"[0].parameters': Cannot find field."))
+    return out + validate_chat_request(body)
+
+
+def _schema_keys(schema: Any):
+    """Every key used at any depth of a JSON schema (property names excluded)."""
+    if isinstance(schema, dict):
+        for k, v in schema.items():
+            yield k
+            if k == "properties" and isinstance(v, dict):
+                for sub in v.values():
+                    yield from _schema_keys(sub)
+            else:
+                yield from _schema_keys(v)
+    elif isinstance(schema, list):
+        for v in schema:
+            yield from _schema_keys(v)
+
+
+def sse_chunk(delta: dict | None, finish: str | None = None, model: str = "mock",
+              **extra: Any) -> str:
+    """One raw ``data:`` event of a chat.completion.chunk, for ``sse`` specs
+    that need a vendor's exact shape (``delta`` None: ``choices:[]``)."""
+    obj: dict[str, Any] = {"id": "chatcmpl-mock", "object": "chat.completion.chunk",
+                           "created": int(time.time()), "model": model}
+    obj["choices"] = [] if delta is None else [
+        {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+    obj.update(extra)
+    return "data: " + json.dumps(obj, separators=(",", ":")) + "\n\n"
+
+
 # ------------------------------------------------------------------ scripting
 
 
@@ -493,8 +610,9 @@ def openai_error(status: int, message: str, etype: str | None = None,
 
 
 class MockState:
-    def __init__(self, key: str | None):
+    def __init__(self, key: str | None, flavor: str | None = None):
         self.key = key
+        self.flavor = flavor
         self.lock = threading.Lock()
         self.queue: list[dict] = []
         self.records: list[dict] = []
@@ -692,7 +810,7 @@ class Handler(BaseHTTPRequestHandler):
         record["body"] = body
         if "application/json" not in headers.get("content-type", ""):
             record["violations"].append("Content-Type is not application/json")
-        problems = validate_chat_request(body)
+        problems = validate_vendor_request(body, self.state.flavor)
         record["violations"].extend(v.message for v in problems)
         if record["violations"]:
             first = problems[0] if problems else Violation(record["violations"][0])
@@ -751,14 +869,15 @@ class MockServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
 
-def make_server(host: str = "127.0.0.1", port: int = 0, key: str | None = None) -> MockServer:
-    handler = type("BoundHandler", (Handler,), {"state": MockState(key)})
+def make_server(host: str = "127.0.0.1", port: int = 0, key: str | None = None,
+                flavor: str | None = None) -> MockServer:
+    handler = type("BoundHandler", (Handler,), {"state": MockState(key, flavor)})
     return MockServer((host, port), handler)
 
 
-def start_in_thread(host: str = "127.0.0.1", port: int = 0,
-                    key: str | None = None) -> tuple[MockServer, threading.Thread]:
-    server = make_server(host, port, key)
+def start_in_thread(host: str = "127.0.0.1", port: int = 0, key: str | None = None,
+                    flavor: str | None = None) -> tuple[MockServer, threading.Thread]:
+    server = make_server(host, port, key, flavor)
     t = threading.Thread(target=server.serve_forever, name="mock-upstream", daemon=True)
     t.start()
     return server, t
