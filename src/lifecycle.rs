@@ -45,20 +45,65 @@ pub struct Worker {
     pub id: usize,
     pub config: std::sync::Arc<Config>,
     pub metrics: std::sync::Arc<Metrics>,
-    /// One keep-alive pool per provider, index = provider index.
-    pub pools: Vec<Pool>,
+    /// One keep-alive pool per provider, index = provider index. Shared
+    /// with the worker built by a reload when the provider is unchanged.
+    pub pools: Vec<Rc<Pool>>,
     pub limits: Limits,
-    /// Open client connections on this worker.
-    pub connections: std::cell::Cell<usize>,
-    /// Requests being handled on this worker (shutdown waits for them).
-    pub in_flight: std::cell::Cell<usize>,
+    /// Open client connections on this worker thread (kept across reloads).
+    pub connections: Rc<std::cell::Cell<usize>>,
+    /// Requests being handled on this worker thread (shutdown waits for them).
+    pub in_flight: Rc<std::cell::Cell<usize>>,
     /// Masks every provider's key in anything relayed from an upstream.
     pub redactor: Redactor,
 }
 
 impl Worker {
     pub fn new(id: usize, config: std::sync::Arc<Config>, metrics: std::sync::Arc<Metrics>) -> Worker {
-        let pools = config.providers.iter().map(|p| Pool::new(&p.upstream)).collect();
+        let pools = config.providers.iter().map(|p| Rc::new(Pool::new(&p.upstream))).collect();
+        Self::assemble(id, config, metrics, pools, Rc::default(), Rc::default())
+    }
+
+    /// The worker for a reloaded config. Requests in flight keep the old one
+    /// (they hold an `Rc` to it); pools of providers whose name and
+    /// connection settings did not change carry over with their idle
+    /// connections.
+    pub fn reloaded(&self, config: std::sync::Arc<Config>) -> Worker {
+        let pools = config
+            .providers
+            .iter()
+            .map(|p| {
+                let same = self.config.providers.iter().position(|o| o.name == p.name && o.upstream == p.upstream);
+                match same {
+                    Some(i) => self.pools[i].clone(),
+                    None => Rc::new(Pool::new(&p.upstream)),
+                }
+            })
+            .collect();
+        let next = Self::assemble(
+            self.id,
+            config,
+            self.metrics.clone(),
+            pools,
+            self.connections.clone(),
+            self.in_flight.clone(),
+        );
+        // Requests still running on the old config may relay errors that
+        // quote an old key: scrub both generations' keys.
+        fn keys(c: &Config) -> impl Iterator<Item = &str> {
+            c.providers.iter().filter_map(|p| p.upstream.api_key.as_deref())
+        }
+        crate::redact::install_many(keys(&self.config).chain(keys(&next.config)));
+        next
+    }
+
+    fn assemble(
+        id: usize,
+        config: std::sync::Arc<Config>,
+        metrics: std::sync::Arc<Metrics>,
+        pools: Vec<Rc<Pool>>,
+        connections: Rc<std::cell::Cell<usize>>,
+        in_flight: Rc<std::cell::Cell<usize>>,
+    ) -> Worker {
         let l = &config.server.limits;
         let limits = Limits {
             max_body_bytes: config.max_body_bytes,
@@ -68,16 +113,7 @@ impl Worker {
         let keys = || config.providers.iter().filter_map(|p| p.upstream.api_key.as_deref());
         let redactor = Redactor::many(keys());
         crate::redact::install_many(keys());
-        Worker {
-            id,
-            config,
-            metrics,
-            pools,
-            limits,
-            connections: std::cell::Cell::new(0),
-            in_flight: std::cell::Cell::new(0),
-            redactor,
-        }
+        Worker { id, config, metrics, pools, limits, connections, in_flight, redactor }
     }
 
     pub fn shard(&self) -> &Shard {
@@ -85,9 +121,36 @@ impl Worker {
     }
 }
 
+/// The worker of one thread as of the latest configuration. A SIGHUP
+/// reload publishes a new config; each worker picks it up at its next
+/// request (one relaxed load per request when nothing changed).
+pub struct Slot {
+    current: std::cell::RefCell<Rc<Worker>>,
+    generation: std::cell::Cell<u64>,
+}
+
+impl Slot {
+    pub fn new(worker: Worker) -> Slot {
+        Slot { current: std::cell::RefCell::new(Rc::new(worker)), generation: std::cell::Cell::new(0) }
+    }
+
+    /// The worker new requests should use.
+    pub fn get(&self) -> Rc<Worker> {
+        let g = crate::server::CONFIG_GENERATION.load(std::sync::atomic::Ordering::Acquire);
+        if g != self.generation.get() {
+            self.generation.set(g);
+            if let Some(config) = crate::server::published_config() {
+                let next = self.current.borrow().reloaded(config);
+                *self.current.borrow_mut() = Rc::new(next);
+            }
+        }
+        self.current.borrow().clone()
+    }
+}
+
 /// Step 1, accept: hands every connection to its own task on this worker.
-pub async fn accept_loop(worker: Rc<Worker>, listener: TcpListener) {
-    let max = worker.config.server.limits.max_connections_per_worker;
+pub async fn accept_loop(slot: Rc<Slot>, listener: TcpListener) {
+    let worker = slot.get();
     // A pending accept is cancelled once, when shutdown begins; polling the
     // flag from a side task keeps the accept path itself untouched.
     let canceller = monoio::io::Canceller::new();
@@ -101,6 +164,7 @@ pub async fn accept_loop(worker: Rc<Worker>, listener: TcpListener) {
     loop {
         // At the cap, stop accepting: the kernel backlog holds new clients
         // until a connection here closes.
+        let max = slot.get().config.server.limits.max_connections_per_worker;
         while worker.connections.get() >= max && !shutting_down() {
             monoio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -110,7 +174,7 @@ pub async fn accept_loop(worker: Rc<Worker>, listener: TcpListener) {
         match listener.cancelable_accept(handle.clone()).await {
             Ok((stream, _peer)) => {
                 let _ = stream.set_nodelay(true);
-                monoio::spawn(CatchPanic(serve_connection(worker.clone(), stream)));
+                monoio::spawn(CatchPanic(serve_connection(slot.clone(), stream)));
             }
             Err(_) if shutting_down() => break,
             Err(e) => {
@@ -125,7 +189,7 @@ pub async fn accept_loop(worker: Rc<Worker>, listener: TcpListener) {
     // get `shutdown_grace` to finish. Idle keep-alive connections are simply
     // dropped with the runtime when this returns.
     drop(listener);
-    let deadline = monoio::time::Instant::now() + worker.config.server.shutdown_grace;
+    let deadline = monoio::time::Instant::now() + slot.get().config.server.shutdown_grace;
     while worker.in_flight.get() > 0 && monoio::time::Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -217,9 +281,10 @@ struct Access {
 }
 
 /// Steps 2 to 8 for every request on one connection.
-async fn serve_connection(worker: Rc<Worker>, stream: TcpStream) {
-    worker.connections.set(worker.connections.get() + 1);
-    let _open = Counted(&worker.connections);
+async fn serve_connection(slot: Rc<Slot>, stream: TcpStream) {
+    let connections = slot.get().connections.clone();
+    connections.set(connections.get() + 1);
+    let _open = Counted(&connections);
     let mut c = Conn {
         stream,
         rbuf: Vec::with_capacity(READ_RESERVE),
@@ -235,6 +300,8 @@ async fn serve_connection(worker: Rc<Worker>, stream: TcpStream) {
         anthropic_beta: String::new(),
     };
     loop {
+        // Each request runs on the configuration current when it starts.
+        let worker = slot.get();
         // Step 2, parse the head.
         let head = match read_head(&mut c, &worker.limits, &worker.config.server.limits).await {
             Ok(Some(h)) => h,

@@ -27,7 +27,7 @@ fn main() -> ExitCode {
         print!("{}", config.render_masked());
         return ExitCode::SUCCESS;
     }
-    match ccproxy::server::run(config) {
+    match ccproxy::server::run(config, &|| Config::load(&cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ccproxy: {e:#}");

@@ -9,18 +9,36 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 
 use anyhow::Context;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Config;
-use crate::lifecycle::{accept_loop, Worker};
+use crate::lifecycle::{accept_loop, Slot, Worker};
 use crate::metrics::Metrics;
 
 /// Set once by SIGTERM/SIGINT: workers stop accepting and drain.
 pub static SHUTDOWN: AtomicBool = AtomicBool::new(false);
+/// Bumped by every successful SIGHUP reload; workers compare it with the
+/// generation they run, once per request.
+pub static CONFIG_GENERATION: AtomicU64 = AtomicU64::new(0);
+/// The latest reloaded configuration. Locked only by a reload and by each
+/// worker once after it, never in steady state.
+static PUBLISHED: Mutex<Option<Arc<Config>>> = Mutex::new(None);
+
+/// The configuration published by the latest reload, if any.
+pub fn published_config() -> Option<Arc<Config>> {
+    PUBLISHED.lock().ok().and_then(|c| c.clone())
+}
+
+fn publish(config: Config) {
+    if let Ok(mut slot) = PUBLISHED.lock() {
+        *slot = Some(Arc::new(config));
+    }
+    CONFIG_GENERATION.fetch_add(1, Ordering::Release);
+}
 
 /// Kernel accept backlog per listener; it holds bursts while workers are busy.
 const BACKLOG: i32 = 4096;
@@ -52,16 +70,40 @@ pub fn bind_listeners(addr: SocketAddr, n: usize) -> anyhow::Result<(Vec<std::ne
 /// SIGTERM or SIGINT begins a graceful shutdown: workers stop accepting,
 /// requests and streams in flight get `shutdown_grace` to finish, and the
 /// call returns (so the process exits 0).
-pub fn run(config: Config) -> anyhow::Result<()> {
+///
+/// SIGHUP reloads the configuration with `reload`: new requests use the new
+/// one, requests in flight finish on the old one, pools of unchanged
+/// providers are kept. An invalid new configuration is logged and ignored.
+/// `listen` and `workers` cannot change without a restart.
+pub fn run(config: Config, reload: &dyn Fn() -> anyhow::Result<Config>) -> anyhow::Result<()> {
     // Blocked before any worker starts, so that every thread inherits the
     // mask and the signals are only ever taken here, by sigwait.
     let signals = block_signals();
+    let (listen, workers) = (config.listen, config.workers);
     let running = start(config)?;
     loop {
         match wait_signal(&signals) {
-            libc::SIGHUP => {
-                tracing::warn!("SIGHUP received: configuration reload is not supported yet; restart to apply")
-            }
+            libc::SIGHUP => match reload() {
+                Ok(mut next) => {
+                    if next.listen != listen && !(listen.port() == 0 || next.listen.port() == 0) {
+                        tracing::warn!(old = %listen, new = %next.listen, "listen cannot change on reload; restart to apply");
+                    }
+                    if next.workers != workers {
+                        tracing::warn!(
+                            old = workers,
+                            new = next.workers,
+                            "workers cannot change on reload; restart to apply"
+                        );
+                    }
+                    next.listen = running.addr;
+                    next.workers = workers;
+                    publish(next);
+                    tracing::info!(generation = CONFIG_GENERATION.load(Ordering::Relaxed), "configuration reloaded");
+                }
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "configuration reload rejected; keeping the current one")
+                }
+            },
             sig => {
                 tracing::info!(signal = sig, "shutting down: no new connections, waiting for requests in flight");
                 SHUTDOWN.store(true, Ordering::Relaxed);
@@ -199,9 +241,9 @@ fn worker_thread(
                 return;
             }
         };
-        let worker = Rc::new(Worker::new(id, config, metrics));
+        let slot = Rc::new(Slot::new(Worker::new(id, config, metrics)));
         let _ = ready.send(Ok(driver));
         drop(ready);
-        accept_loop(worker, listener).await;
+        accept_loop(slot, listener).await;
     });
 }
