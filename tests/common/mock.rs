@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::validate::validate_chat_request;
+use super::vendor::{check_anthropic, validate_for, Profile};
 use super::wire::{chunk, Framing as WireFraming, Wire};
 
 /// The upstream key the tests configure; it must never reach a client or a log.
@@ -197,6 +197,7 @@ struct Shared {
     state: Mutex<State>,
     cond: Condvar,
     expected_key: Option<String>,
+    profile: Profile,
     stop: AtomicBool,
 }
 
@@ -214,6 +215,12 @@ impl Mock {
 
     /// `None`: any (or no) Authorization header is accepted.
     pub fn start_with_key(key: Option<&str>) -> Mock {
+        Mock::start_profile(key, Profile::Strict)
+    }
+
+    /// A mock playing one vendor's dialect (see `vendor::Profile`); `key`
+    /// is checked as that dialect sends it (bearer, or `x-api-key`).
+    pub fn start_profile(key: Option<&str>, profile: Profile) -> Mock {
         let listener = TcpListener::bind("127.0.0.1:0").expect("mock bind");
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
@@ -227,6 +234,7 @@ impl Mock {
             }),
             cond: Condvar::new(),
             expected_key: key.map(str::to_string),
+            profile,
             stop: AtomicBool::new(false),
         });
         let s = shared.clone();
@@ -370,7 +378,9 @@ fn serve_connection(shared: Arc<Shared>, stream: TcpStream, conn: usize) {
             }
         };
         let body: Value = serde_json::from_slice(&raw_body).unwrap_or(Value::Null);
-        if method == "POST" && path.split('?').next() == Some("/v1/chat/completions") {
+        if shared.profile == Profile::Anthropic {
+            violations.extend(check_anthropic(&method, &path, &head.headers, &body, shared.expected_key.as_deref()));
+        } else if method == "POST" && path.split('?').next() == Some("/v1/chat/completions") {
             check_headers(&head.headers, shared.expected_key.as_deref(), &mut violations);
             if body.is_null() {
                 violations.push(format!(
@@ -378,7 +388,7 @@ fn serve_connection(shared: Arc<Shared>, stream: TcpStream, conn: usize) {
                     String::from_utf8_lossy(&raw_body[..raw_body.len().min(200)])
                 ));
             } else {
-                violations.extend(validate_chat_request(&body));
+                violations.extend(validate_for(&body, shared.profile));
             }
         } else {
             violations.push(format!("unexpected upstream request {method} {path}"));

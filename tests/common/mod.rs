@@ -15,9 +15,11 @@ pub mod mock;
 pub mod openai;
 pub mod proxy;
 pub mod validate;
+pub mod vendor;
 pub mod wire;
 
 pub use anthropic::{accumulate, openai_text, simple_request, stream_request, Accumulated};
 pub use client::{event_pairs, parse_sse, post_json, post_raw, request, Client, Response, SseEvent};
 pub use mock::{End, Framing, Mock, Part, Recorded, Reply, TEST_KEY};
 pub use proxy::{for_each_driver, with_proxy, write_config, Driver, Proxy, ProxyCmd};
+pub use vendor::Profile;
