@@ -42,8 +42,11 @@ fn publish(config: Config) {
 
 /// Kernel accept backlog per listener; it holds bursts while workers are busy.
 const BACKLOG: i32 = 4096;
-/// io_uring submission queue entries per worker.
-const URING_ENTRIES: u32 = 1024;
+/// io_uring submission queue entries per worker. Operations beyond it queue
+/// in userspace, so this bounds batching, not concurrency; rings are charged
+/// to the memlock limit on many systems, so small rings leave room for many
+/// processes.
+const URING_ENTRIES: u32 = 256;
 
 /// Binds one SO_REUSEPORT listener per worker. Port 0 is resolved by the
 /// first bind so every worker then shares the one real port.
@@ -200,7 +203,8 @@ pub fn start(config: Config) -> anyhow::Result<Running> {
     let mut driver = "unknown";
     for _ in 0..workers {
         match ready_rx.recv() {
-            Ok(Ok(d)) => driver = d,
+            // Workers that fell back to epoll make a mixed set; say so.
+            Ok(Ok(d)) => driver = if driver == "unknown" || driver == d { d } else { "mixed" },
             Ok(Err(e)) => anyhow::bail!("a worker failed to start: {e}"),
             Err(_) => anyhow::bail!("a worker exited during start-up"),
         }
@@ -224,10 +228,18 @@ fn worker_thread(
         monoio::RuntimeBuilder::<monoio::FusionDriver>::new().with_entries(URING_ENTRIES).enable_timer().build();
     let mut rt = match built {
         Ok(rt) => rt,
-        Err(e) => {
-            let _ = ready.send(Err(format!("cannot build the runtime: {e}")));
-            return;
-        }
+        // io_uring is available but its rings could not be allocated (the
+        // memlock limit, usually): serve on epoll rather than not at all.
+        Err(e) => match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build() {
+            Ok(rt) => {
+                tracing::warn!(worker = id, error = %e, "io_uring runtime failed; this worker uses epoll");
+                rt.into()
+            }
+            Err(e2) => {
+                let _ = ready.send(Err(format!("cannot build the runtime: {e} (epoll fallback: {e2})")));
+                return;
+            }
+        },
     };
     let driver = match &rt {
         monoio::FusionRuntime::Uring(_) => "io_uring",
