@@ -324,6 +324,52 @@ impl Proxy {
         self.log.lock().unwrap().clone()
     }
 
+    /// The proxy's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the proxy was already stopped").id()
+    }
+
+    /// Sends `sig` (e.g. `libc::SIGTERM`) to the proxy process.
+    pub fn signal(&self, sig: i32) {
+        let pid = self.pid() as libc::pid_t;
+        // SAFETY: kill(2) on the pid of a child we own and have not reaped.
+        let rc = unsafe { libc::kill(pid, sig) };
+        assert_eq!(rc, 0, "kill({pid}, {sig}) failed: {}", std::io::Error::last_os_error());
+    }
+
+    /// Waits up to `timeout` for the proxy to exit by itself and returns its
+    /// status; panics (after killing it) if it is still running then.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut().expect("the proxy was already stopped");
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                for r in self.readers.drain(..) {
+                    let _ = r.join();
+                }
+                return status;
+            }
+            if Instant::now() > deadline {
+                self.kill();
+                panic!("the proxy did not exit within {timeout:?}; log:\n{}", self.log());
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits up to `timeout` until the log contains `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log.lock().unwrap().contains(needle) {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        self.log.lock().unwrap().contains(needle)
+    }
+
     /// Stops the proxy and returns its whole log.
     pub fn stop(mut self) -> String {
         self.kill();
