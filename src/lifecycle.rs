@@ -173,8 +173,16 @@ pub async fn accept_loop(slot: Rc<Slot>, listener: TcpListener) {
         }
         match listener.cancelable_accept(handle.clone()).await {
             Ok((stream, _peer)) => {
+                if shutting_down() {
+                    // Accepted as shutdown began: close it rather than serve it.
+                    drop(stream);
+                    break;
+                }
                 let _ = stream.set_nodelay(true);
-                monoio::spawn(CatchPanic(serve_connection(slot.clone(), stream)));
+                // Counted here, not in the task: the next accept is armed
+                // before the task first runs, and the cap must already see it.
+                let open = Counted::enter(&worker.connections);
+                monoio::spawn(CatchPanic(serve_connection(slot.clone(), stream, open)));
             }
             Err(_) if shutting_down() => break,
             Err(e) => {
@@ -204,9 +212,16 @@ fn shutting_down() -> bool {
 
 /// Holds one unit of a per-worker count (open connections, requests in
 /// flight) for as long as it lives, panics included.
-struct Counted<'a>(&'a std::cell::Cell<usize>);
+struct Counted(Rc<std::cell::Cell<usize>>);
 
-impl Drop for Counted<'_> {
+impl Counted {
+    fn enter(count: &Rc<std::cell::Cell<usize>>) -> Counted {
+        count.set(count.get() + 1);
+        Counted(count.clone())
+    }
+}
+
+impl Drop for Counted {
     fn drop(&mut self) {
         self.0.set(self.0.get().saturating_sub(1));
     }
@@ -281,10 +296,7 @@ struct Access {
 }
 
 /// Steps 2 to 8 for every request on one connection.
-async fn serve_connection(slot: Rc<Slot>, stream: TcpStream) {
-    let connections = slot.get().connections.clone();
-    connections.set(connections.get() + 1);
-    let _open = Counted(&connections);
+async fn serve_connection(slot: Rc<Slot>, stream: TcpStream, _open: Counted) {
     let mut c = Conn {
         stream,
         rbuf: Vec::with_capacity(READ_RESERVE),
@@ -315,8 +327,7 @@ async fn serve_connection(slot: Rc<Slot>, stream: TcpStream) {
         };
         let started = Instant::now();
         Shard::bump(&worker.shard().requests);
-        worker.in_flight.set(worker.in_flight.get() + 1);
-        let _in_flight = Counted(&worker.in_flight);
+        let _in_flight = Counted::enter(&worker.in_flight);
         c.label.clear();
         // Step 3, route, decided from the head before the body is read.
         let route = route(head.method, &c.rbuf[c.pos + head.path.start..c.pos + head.path.end]);
@@ -335,7 +346,8 @@ async fn serve_connection(slot: Rc<Slot>, stream: TcpStream) {
             first_byte: None,
             outcome: Outcome::default(),
         };
-        let keep_alive = head.keep_alive;
+        // During shutdown every answer closes its connection, and says so.
+        let keep_alive = head.keep_alive && !shutting_down();
         let head_only = head.method == Method::Head;
         if !authorized {
             // Refused before its body is read, so the connection cannot be

@@ -109,6 +109,17 @@ pub fn run(config: Config, reload: &dyn Fn() -> anyhow::Result<Config>) -> anyho
             },
             sig => {
                 tracing::info!(signal = sig, "shutting down: no new connections, waiting for requests in flight");
+                // Shut the listeners down before raising the flag: pending
+                // accepts fail at once, queued and new connections are
+                // refused, and no worker has closed (and so freed for reuse)
+                // these fds yet, because they only drop their listener after
+                // seeing the flag.
+                for &fd in &running.listener_fds {
+                    // SAFETY: shutdown(2) on a listening socket we own.
+                    unsafe {
+                        libc::shutdown(fd, libc::SHUT_RDWR);
+                    }
+                }
                 SHUTDOWN.store(true, Ordering::Relaxed);
                 break;
             }
@@ -155,6 +166,8 @@ fn wait_signal(set: &libc::sigset_t) -> i32 {
 pub struct Running {
     pub addr: SocketAddr,
     pub workers: Vec<std::thread::JoinHandle<()>>,
+    /// The listening sockets, for waking the workers' accepts at shutdown.
+    pub listener_fds: Vec<std::os::fd::RawFd>,
 }
 
 impl Running {
@@ -186,6 +199,7 @@ pub fn start(config: Config) -> anyhow::Result<Running> {
 
     let (ready_tx, ready_rx) = mpsc::channel::<Result<&'static str, String>>();
     let mut handles = Vec::with_capacity(workers);
+    let listener_fds = listeners.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
     for (id, listener) in listeners.into_iter().enumerate() {
         let core = if cores.is_empty() { None } else { Some(cores[id % cores.len()]) };
         let config = config.clone();
@@ -214,7 +228,7 @@ pub fn start(config: Config) -> anyhow::Result<Running> {
         upstream = %config.providers[0].upstream.base_url,
         "ccproxy listening on http://{addr} workers={workers} driver={driver}"
     );
-    Ok(Running { addr, workers: handles })
+    Ok(Running { addr, workers: handles, listener_fds })
 }
 
 fn worker_thread(

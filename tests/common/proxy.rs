@@ -315,11 +315,6 @@ impl Proxy {
     }
 
     /// The log captured so far.
-    /// The proxy's process id, for sending it signals.
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
-    }
-
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
