@@ -221,8 +221,9 @@ fn metrics_move_as_requests_are_served() {
         let out = d("ccproxy_sent_bytes_total", &[]);
         assert!(out >= (received + first_scrape_bytes) as f64, "{out} < {received} + {first_scrape_bytes}");
         assert!(out < (received + first_scrape_bytes + 1024) as f64, "{out}");
-        // Histograms: five requests finished; two reached a 2xx upstream
-        // head... plus the stream; one stream saw a first token.
+        // Histograms: five requests finished (the first scrape included); the
+        // success and the stream got a 2xx upstream head; the stream alone had
+        // a first token.
         assert_eq!(
             hist_count(&m1, "ccproxy_request_duration_seconds") - hist_count(&m0, "ccproxy_request_duration_seconds"),
             5.0
