@@ -151,8 +151,14 @@ fn valid_name(n: &str) -> bool {
 const SCRAPE: &[u8] = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
 
 /// Scrapes once; returns the parsed values and the raw response size.
-fn scrape(proxy: &Proxy) -> (Scrape, usize) {
-    let r = proxy.send(SCRAPE);
+///
+/// A request is recorded just after its answer is written, so a scrape on
+/// another connection (maybe another worker) could run before that. The
+/// tests therefore send everything on one keep-alive connection: its worker
+/// records each request before it reads the next.
+fn scrape(c: &mut Client) -> (Scrape, usize) {
+    c.send(SCRAPE);
+    let r = c.read_response();
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
     (parse(&r.text()), r.head.raw.len() + r.body.len())
@@ -165,7 +171,8 @@ fn hist_count(s: &Scrape, family: &str) -> f64 {
 #[test]
 fn metrics_move_as_requests_are_served() {
     with_proxy(|mock, proxy| {
-        let (m0, first_scrape_bytes) = scrape(proxy);
+        let mut c = proxy.client();
+        let (m0, first_scrape_bytes) = scrape(&mut c);
         assert_eq!(m0.get("ccproxy_info", &[("driver", &proxy.driver), ("version", env!("CARGO_PKG_VERSION"))]), 1.0);
         assert_eq!(m0.types["ccproxy_info"], "gauge");
         assert_eq!(m0.get("ccproxy_workers", &[]), proxy.workers as f64);
@@ -178,30 +185,31 @@ fn metrics_move_as_requests_are_served() {
 
         let mut sent = 0;
         let mut received = 0;
-        let mut send = |raw: Vec<u8>| {
-            let r = proxy.send(&raw);
+        let mut send = |c: &mut Client, raw: Vec<u8>| {
+            c.send(&raw);
+            let r = c.read_response();
             sent += raw.len();
             received += r.head.raw.len() + r.body.len();
             r
         };
         // A success, an upstream error, and a stream.
         mock.push(Reply::text("hello"));
-        let r = send(post_json("/v1/messages", &simple_request("hi")));
+        let r = send(&mut c, post_json("/v1/messages", &simple_request("hi")));
         assert_eq!(r.status, 200, "{}", r.text());
         mock.push(Reply::openai_error(400, "invalid_request_error", "bad thing"));
-        let r = send(post_json("/v1/messages", &simple_request("hi")));
+        let r = send(&mut c, post_json("/v1/messages", &simple_request("hi")));
         assert_eq!(r.status, 400, "{}", r.text());
         let mut parts = vec![openai::role()];
         parts.extend(openai::text_stream(&["Hel", "lo"]));
         mock.push(Reply::sse(parts));
-        let r = send(post_json("/v1/messages", &stream_request("hi")));
+        let r = send(&mut c, post_json("/v1/messages", &stream_request("hi")));
         assert_eq!(r.status, 200, "{}", r.text());
         assert!(r.text().contains("content_block_delta"), "{}", r.text());
         // A route that never reaches a provider.
-        let r = send(request("GET", "/nope", &[], b""));
+        let r = send(&mut c, request("GET", "/nope", &[], b""));
         assert_eq!(r.status, 404);
 
-        let (m1, _) = scrape(proxy);
+        let (m1, _) = scrape(&mut c);
         let d = |name: &str, labels: &[(&str, &str)]| m1.get(name, labels) - m0.get(name, labels);
         assert_eq!(m1.requests("messages", "default", "200"), 2.0);
         assert_eq!(m1.requests("messages", "default", "400"), 1.0);
@@ -255,12 +263,14 @@ fn retries_are_counted() {
             .arg("--retries")
             .arg("1")
             .start();
-        let (m0, _) = scrape(&proxy);
+        let mut c = proxy.client();
+        let (m0, _) = scrape(&mut c);
         mock.push(Reply::openai_error(503, "server_error", "busy").header("retry-after", "0"));
         mock.push(Reply::text("ok"));
-        let r = proxy.messages(&simple_request("hi"));
+        c.send(&post_json("/v1/messages", &simple_request("hi")));
+        let r = c.read_response();
         assert_eq!(r.status, 200, "{}", r.text());
-        let (m1, _) = scrape(&proxy);
+        let (m1, _) = scrape(&mut c);
         let delta = |n: &str| m1.get(n, &[]) - m0.get(n, &[]);
         assert_eq!(delta("ccproxy_upstream_retries_total"), 1.0);
         assert_eq!(m1.requests("messages", "default", "200"), 1.0);
@@ -278,9 +288,9 @@ fn head_and_wrong_method() {
         assert_eq!(r.status, 200);
         assert!(r.header("content-length").is_some_and(|n| n != "0"));
         assert!(r.body.is_empty());
-        let r = proxy.send(&request("POST", "/metrics", &[], b""));
-        assert_eq!(r.status, 405);
-        let (m, _) = scrape(proxy);
+        c.send(&request("POST", "/metrics", &[], b""));
+        assert_eq!(c.read_response().status, 405);
+        let (m, _) = scrape(&mut c);
         assert_eq!(m.requests("metrics", "none", "200"), 1.0);
         assert_eq!(m.requests("method_not_allowed", "none", "405"), 1.0);
     });
