@@ -11,6 +11,7 @@ pub mod error;
 pub mod forward;
 pub mod http;
 pub mod json;
+pub mod launcher;
 pub mod lifecycle;
 pub mod metrics;
 pub mod redact;

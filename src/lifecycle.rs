@@ -22,7 +22,7 @@ use crate::forward::{forward, Buffers, ClientHeaders, Failed};
 use crate::http::body::BodyDecoder;
 use crate::http::request::{parse_request_head, BodyKind, Limits, Method};
 use crate::http::response::{self, Framing};
-use crate::metrics::{Metrics, Shard};
+use crate::metrics::{Gauge, InFlight, Metrics, Shard};
 use crate::redact::Redactor;
 use crate::relay::{self, Mode, Relayed, WRITE_TIMEOUT};
 use crate::upstream::{self, Pool};
@@ -113,6 +113,7 @@ impl Worker {
         let keys = || config.providers.iter().filter_map(|p| p.upstream.api_key.as_deref());
         let redactor = Redactor::many(keys());
         crate::redact::install_many(keys());
+        crate::metrics::bind_thread(&metrics, id);
         Worker { id, config, metrics, pools, limits, connections, in_flight, redactor }
     }
 
@@ -293,6 +294,10 @@ struct Access {
     retries: u32,
     first_byte: Option<Duration>,
     outcome: Outcome,
+    /// Metrics: the provider that answered (or was tried) and a stream's
+    /// first content event.
+    provider: Option<usize>,
+    first_token: Option<Duration>,
 }
 
 /// Steps 2 to 8 for every request on one connection.
@@ -326,6 +331,7 @@ async fn serve_connection(slot: Rc<Slot>, stream: TcpStream, _open: Counted) {
             }
         };
         let started = Instant::now();
+        let _in_flight_gauge = InFlight::enter(Gauge::Requests);
         Shard::bump(&worker.shard().requests);
         let _in_flight = Counted::enter(&worker.in_flight);
         c.label.clear();
@@ -345,6 +351,8 @@ async fn serve_connection(slot: Rc<Slot>, stream: TcpStream, _open: Counted) {
             retries: 0,
             first_byte: None,
             outcome: Outcome::default(),
+            provider: None,
+            first_token: None,
         };
         // During shutdown every answer closes its connection, and says so.
         let keep_alive = head.keep_alive && !shutting_down();
@@ -531,6 +539,9 @@ async fn fill(c: &mut Conn, deadline: monoio::time::Instant) -> std::io::Result<
     match monoio::time::timeout_at(deadline, c.stream.read(buf.slice_mut(len..cap))).await {
         Ok((res, slice)) => {
             c.rbuf = slice.into_inner();
+            if let Ok(n) = res {
+                crate::metrics::add_bytes_in(n);
+            }
             res
         }
         Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "client read timed out")),
@@ -609,6 +620,7 @@ enum Route {
     Status,
     Models,
     Root,
+    Metrics,
     MethodNotAllowed,
     NotFound,
 }
@@ -622,6 +634,7 @@ impl Route {
             Route::Status => "status",
             Route::Models => "models",
             Route::Root => "root",
+            Route::Metrics => "metrics",
             Route::MethodNotAllowed => "method_not_allowed",
             Route::NotFound => "not_found",
         }
@@ -638,6 +651,7 @@ fn route(method: Method, path: &[u8]) -> Route {
         b"/status" => (Route::Status, &[Method::Get]),
         b"/v1/models" => (Route::Models, &[Method::Get]),
         b"/" => (Route::Root, &[Method::Get]),
+        b"/metrics" => (Route::Metrics, &[Method::Get]),
         _ => return Route::NotFound,
     };
     // HEAD is GET without the body, wherever GET is allowed.
@@ -681,6 +695,14 @@ async fn dispatch(
         Route::Root => json.extend_from_slice(endpoints::ROOT_BODY),
         Route::Status => endpoints::write_status(&mut json, &w.config, &w.metrics),
         Route::Models => endpoints::write_models(&mut json, &w.config),
+        Route::Metrics => {
+            endpoints::write_metrics(&mut json, &w.config, &w.metrics);
+            let (s, wb) = (&mut c.stream, &mut c.wbuf);
+            let done =
+                write_typed(s, wb, 200, endpoints::METRICS_CONTENT_TYPE, &json, keep_alive, head_only, &[]).await;
+            c.scratch = json;
+            return Ok(done);
+        }
         Route::MethodNotAllowed => {
             c.scratch = json;
             return Err(ProxyError::client(405, ErrorType::InvalidRequest, "method not allowed on this path"));
@@ -691,7 +713,7 @@ async fn dispatch(
                 404,
                 ErrorType::NotFound,
                 "not found: ccproxy serves POST /v1/messages, POST /v1/messages/count_tokens, \
-                 GET /v1/models, GET /health and GET /status",
+                 GET /v1/models, GET /health, GET /status and GET /metrics",
             ));
         }
     }
@@ -748,6 +770,7 @@ async fn messages(
     let decision =
         cfg.router.decide(&req.facts(), &cfg.providers, &mut || crate::tokens::count_tokens(client_body).unwrap_or(0));
     let reason = decision.reason.as_str();
+    access.provider = Some(decision.provider);
     write_label(label, &cfg.providers[decision.provider].name, decision.upstream_model(req.client_model()), reason);
 
     // Steps 4b and 5, convert and send, with retries and fallbacks.
@@ -764,6 +787,7 @@ async fn messages(
     let provider = &cfg.providers[fwd.provider];
     write_label(label, &provider.name, &fwd.model, if fwd.fell_back { "fallback" } else { reason });
     access.retries = fwd.retries;
+    access.provider = Some(fwd.provider);
     access.first_byte = Some(access.started.elapsed());
     let mut ex = fwd.exchange;
     let pool = &w.pools[fwd.provider];
@@ -776,6 +800,8 @@ async fn messages(
             return Err(not_a_stream(&mut ex, scratch, idle).await);
         }
         Shard::bump(&w.shard().streams);
+        let _streaming = InFlight::enter(Gauge::Streams);
+        let first_content = std::cell::Cell::new(None);
         let mode = match provider.kind {
             ProviderKind::OpenAi => Mode::Convert(Box::new(
                 StreamConverter::new(&fwd.meta.client_model, &message_id).with_tool_names(fwd.meta.tool_names),
@@ -791,9 +817,11 @@ async fn messages(
             ping_every: cfg.ping_interval,
             extra_headers: &route_header,
             redactor: &w.redactor,
+            first_content: &first_content,
         };
         let (how, outcome) = relay::relay(ex, pool, mode, client, settings).await;
         access.outcome = outcome;
+        access.first_token = first_content.get().map(|t: Instant| t.duration_since(access.started));
         return Ok(match how {
             Relayed::Complete => Done::Reply { status: 200 },
             Relayed::Closed => Done::ClientGone,
@@ -862,11 +890,26 @@ async fn write_response(
     head_only: bool,
     extra: &[(&str, &str)],
 ) -> Done {
+    write_typed(stream, wbuf, status, "application/json", body, keep_alive, head_only, extra).await
+}
+
+/// [`write_response`] with a content type of the caller's choosing.
+#[allow(clippy::too_many_arguments)]
+async fn write_typed(
+    stream: &mut TcpStream,
+    wbuf: &mut Vec<u8>,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    keep_alive: bool,
+    head_only: bool,
+    extra: &[(&str, &str)],
+) -> Done {
     wbuf.clear();
     if head_only {
-        response::write_head(wbuf, status, "application/json", Some(body.len()), keep_alive, extra);
+        response::write_head(wbuf, status, content_type, Some(body.len()), keep_alive, extra);
     } else {
-        response::write_full(wbuf, status, "application/json", body, keep_alive, extra);
+        response::write_full(wbuf, status, content_type, body, keep_alive, extra);
     }
     let (res, back) = crate::sockets::write_all_within(stream, std::mem::take(wbuf), WRITE_TIMEOUT).await;
     *wbuf = back;
@@ -906,6 +949,14 @@ async fn respond_error(c: &mut Conn, w: &Worker, e: &ProxyError, keep_alive: boo
 fn log(a: &Access, upstream: &str, err: Option<&ProxyError>) {
     let dur_us = a.started.elapsed().as_micros() as u64;
     let ttfb_us = a.first_byte.map(|d| d.as_micros() as u64).unwrap_or(0);
+    crate::metrics::record_request(&crate::metrics::RequestRecord {
+        route: a.route as usize,
+        provider: a.provider,
+        status: a.status,
+        duration: a.started.elapsed(),
+        upstream_head: a.first_byte,
+        first_token: a.first_token,
+    });
     let u = a.outcome.usage;
     match err {
         None => tracing::info!(
@@ -965,5 +1016,16 @@ mod tests {
         assert_eq!(route(Method::Get, b"/status"), Route::Status);
         assert_eq!(route(Method::Get, b"/v1/models"), Route::Models);
         assert_eq!(route(Method::Get, b"/nope"), Route::NotFound);
+        assert_eq!(route(Method::Get, b"/metrics"), Route::Metrics);
+    }
+
+    #[test]
+    fn metric_route_labels_follow_the_route_enum() {
+        use Route::*;
+        let all = [Messages, CountTokens, Health, Status, Models, Root, Metrics, MethodNotAllowed, NotFound];
+        assert_eq!(all.len(), crate::metrics::ROUTES.len());
+        for r in all {
+            assert_eq!(crate::metrics::ROUTES[r as usize], r.name());
+        }
     }
 }

@@ -1,6 +1,9 @@
 //! The `ccproxy` binary: parses the command line, loads the config, sets up
 //! logging and hands over to the engine. Receives argv and the environment;
-//! emits a running proxy, or a precise error and a non-zero exit.
+//! emits a running proxy, or a precise error and a non-zero exit. With a
+//! subcommand (`start`, `stop`, `status`, `code`) it hands over to the
+//! [`ccproxy::launcher`] instead; without one the flags mean what they
+//! always meant.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -9,12 +12,26 @@ use clap::Parser;
 use mimalloc::MiMalloc;
 
 use ccproxy::config::{Cli, Config};
+use ccproxy::launcher::{self, Command};
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
+/// The proxy flags, optionally followed by a launcher subcommand.
+#[derive(Parser)]
+#[command(name = "ccproxy", version, about = "Serves the Anthropic Messages API on top of OpenAI-compatible providers")]
+struct Args {
+    #[command(flatten)]
+    cli: Cli,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let Args { cli, command } = Args::parse();
+    if let Some(command) = command {
+        return launcher::run(command, &std::env::args_os().collect::<Vec<_>>());
+    }
     init_logging(&cli.log_format);
     let config = match Config::load(&cli) {
         Ok(c) => c,

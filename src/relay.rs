@@ -61,6 +61,9 @@ pub struct Settings<'a> {
     pub ping_every: Duration,
     pub extra_headers: &'a [(&'a str, &'a str)],
     pub redactor: &'a Redactor,
+    /// Set to the moment the first content event went to the client
+    /// (time-to-first-token for metrics and the access log).
+    pub first_content: &'a std::cell::Cell<Option<std::time::Instant>>,
 }
 
 /// Streams `ex` to the client. Returns how it ended and, in convert mode,
@@ -153,6 +156,9 @@ pub async fn relay(
             // Upstream error events carry the provider's own words, which
             // may quote the key it rejected.
             s.redactor.scrub_bytes(c.events);
+            if s.first_content.get().is_none() && memchr::memmem::find(c.events, b"content_block_delta").is_some() {
+                s.first_content.set(Some(std::time::Instant::now()));
+            }
             c.wbuf.clear();
             frame(c.wbuf, c.events, chunked);
             c.events.clear();

@@ -61,7 +61,13 @@ pub async fn hung_up(stream: &TcpStream) {
 /// drop the connection anyway.
 pub async fn write_all_within(stream: &mut TcpStream, buf: Vec<u8>, limit: Duration) -> (io::Result<()>, Vec<u8>) {
     match monoio::time::timeout(limit, stream.write_all(buf)).await {
-        Ok((res, back)) => (res.map(|_| ()), back),
+        Ok((res, back)) => {
+            // Every client write goes through here, so this is where bytes out are counted.
+            if let Ok(n) = res {
+                crate::metrics::add_bytes_out(n);
+            }
+            (res.map(|_| ()), back)
+        }
         Err(_) => (Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")), Vec::new()),
     }
 }
