@@ -949,6 +949,7 @@ async fn respond_error(c: &mut Conn, w: &Worker, e: &ProxyError, keep_alive: boo
 fn log(a: &Access, upstream: &str, err: Option<&ProxyError>) {
     let dur_us = a.started.elapsed().as_micros() as u64;
     let ttfb_us = a.first_byte.map(|d| d.as_micros() as u64).unwrap_or(0);
+    let ttft_us = a.first_token.map(|d| d.as_micros() as u64).unwrap_or(0);
     crate::metrics::record_request(&crate::metrics::RequestRecord {
         route: a.route as usize,
         provider: a.provider,
@@ -968,6 +969,7 @@ fn log(a: &Access, upstream: &str, err: Option<&ProxyError>) {
             retries = a.retries,
             stream = a.stream,
             ttfb_us,
+            ttft_us,
             dur_us,
             input_tokens = u.input_tokens,
             output_tokens = u.output_tokens,
