@@ -2,7 +2,7 @@
 # Soak and fault tests for ccproxy (issue 5), loopback only, bounded in time.
 #
 # Usage: scripts/soak.sh [--out DIR] [--no-build] [idle] [slowloris] [faults]
-#   (no scenario named: all three, about 3-5 minutes in total)
+#   (no scenario named: all three, about 3 minutes in total)
 #
 #   idle       10,000 idle keep-alive connections (one GET /health each, then silent)
 #              held while `loadgen run` applies normal load; p99 with and without them.
@@ -18,7 +18,8 @@
 # Writes benchmark-results/soak-<UTC stamp>/ (summary.md, per-scenario facts, loadgen
 # summaries) and prints summary.md. Exit status 1 when any check failed.
 # Knobs (environment): IDLE_CONNS=10000 SLOW_CLIENTS=1000 LOAD_RATE=400 LOAD_CONNS=16
-#   LOAD_SECS=8 WORKERS=2.
+#   LOAD_SECS=8 WORKERS=2. Raises `ulimit -n` to 65536 (or the hard limit) and stops
+#   with a clear message when that is below IDLE_CONNS + 2048.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -31,7 +32,7 @@ while [ $# -gt 0 ]; do
     --out) OUT="$2"; shift ;;
     --no-build) BUILD=0 ;;
     idle|slowloris|faults) SCENARIOS+=("$1") ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
   shift
