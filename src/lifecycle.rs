@@ -185,7 +185,9 @@ pub async fn accept_loop(slot: Rc<Slot>, listener: TcpListener) {
                 let open = Counted::enter(&worker.connections);
                 monoio::spawn(CatchPanic(serve_connection(slot.clone(), stream, open)));
             }
-            Err(_) if shutting_down() => break,
+            // EINVAL: the listener was shut down (graceful shutdown began
+            // an instant before the flag became visible here).
+            Err(e) if shutting_down() || e.raw_os_error() == Some(libc::EINVAL) => break,
             Err(e) => {
                 // Usually EMFILE: back off briefly instead of spinning, and
                 // let the kernel backlog hold new clients meanwhile.
