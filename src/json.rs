@@ -4,6 +4,12 @@
 //! JSON encoding to an output buffer. Raw subtrees copied from input are
 //! appended by the callers directly; only freshly produced strings pass here.
 
+mod lazy;
+mod validate;
+
+pub use lazy::{Elements, Entries, Key, Lazy};
+pub use validate::{validate, Invalid};
+
 /// Appends `s` as a JSON string literal, quotes included.
 #[inline]
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
