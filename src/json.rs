@@ -8,7 +8,26 @@ mod lazy;
 mod validate;
 
 pub use lazy::{Elements, Entries, Key, Lazy};
-pub use validate::{validate, Invalid};
+pub use validate::{validate, validate_with_tape, Invalid, Span};
+
+thread_local! {
+    /// One reusable tape per worker thread (see [`take_tape`]).
+    static TAPES: std::cell::Cell<Vec<Span>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// A tape buffer for [`validate_with_tape`], reusing the thread's last one
+/// so that steady-state requests allocate nothing for it.
+pub fn take_tape() -> Vec<Span> {
+    TAPES.with(|t| t.take())
+}
+
+/// Gives a tape buffer back for the next [`take_tape`] on this thread.
+pub fn give_tape(tape: Vec<Span>) {
+    TAPES.with(|t| {
+        let kept = t.take();
+        t.set(if kept.capacity() >= tape.capacity() { kept } else { tape });
+    });
+}
 
 /// Appends `s` as a JSON string literal, quotes included.
 #[inline]

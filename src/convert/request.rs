@@ -50,6 +50,7 @@ mod tests;
 mod tests_quirks;
 mod tools;
 
+use std::borrow::Cow;
 use std::fmt;
 
 use crate::json::Lazy;
@@ -83,9 +84,11 @@ pub use crate::route::RouteFacts;
 
 /// A validated client body, between [`inspect`] and [`convert_inspected`].
 pub struct Inspected<'a> {
-    top: Top<'a>,
+    /// The body, validated; `tape` is its [`json::validate_with_tape`] tape.
+    text: &'a str,
+    tape: Vec<json::Span>,
     /// Unescaped `model` (borrowed unless the client escaped it).
-    model: std::borrow::Cow<'a, str>,
+    model: Cow<'a, str>,
     max_tokens: u64,
     stream: bool,
     thinking_enabled: bool,
@@ -93,7 +96,18 @@ pub struct Inspected<'a> {
     body_len: usize,
 }
 
+impl Drop for Inspected<'_> {
+    fn drop(&mut self) {
+        json::give_tape(std::mem::take(&mut self.tape));
+    }
+}
+
 impl Inspected<'_> {
+    /// The top-level fields; cheap, the tape skips every value.
+    fn top(&self) -> Result<Top<'_>, ProxyError> {
+        Top::read(self.text, &self.tape)
+    }
+
     pub fn facts(&self) -> RouteFacts<'_> {
         RouteFacts {
             model: self.client_model(),
@@ -123,18 +137,36 @@ const MAX_STOP: usize = 4;
 /// the required fields (`model`, `max_tokens`, `messages`, `stream`); the
 /// rest is checked while converting.
 pub fn inspect(body: &[u8]) -> Result<Inspected<'_>, ProxyError> {
-    match json::validate(body, json::MAX_DEPTH) {
-        Ok(()) => {}
-        Err(json::Invalid::Depth) => {
-            return Err(ProxyError::bad_request("body nests objects or arrays deeper than 128 levels"))
+    let mut tape = json::take_tape();
+    let checked = json::validate_with_tape(body, json::MAX_DEPTH, &mut tape);
+    let text = std::str::from_utf8(body);
+    let text = match (checked, text) {
+        (Ok(()), Ok(text)) => text,
+        (Err(json::Invalid::Depth), _) => {
+            json::give_tape(tape);
+            return Err(ProxyError::bad_request("body nests objects or arrays deeper than 128 levels"));
         }
-        Err(json::Invalid::Syntax) => return Err(Top::syntax_error(body)),
-    }
-    let top = Top::read(body)?;
+        _ => {
+            json::give_tape(tape);
+            return Err(Top::syntax_error(body));
+        }
+    };
+    let mut inspected = Inspected {
+        text,
+        tape,
+        model: Cow::Borrowed(""),
+        max_tokens: 0,
+        stream: false,
+        thinking_enabled: false,
+        web_search: false,
+        body_len: body.len(),
+    };
+    let top = inspected.top()?;
     let model = match &top.model {
         None => return Err(ProxyError::bad_request("model: required")),
         Some(v) => match v.as_str() {
-            Some(s) if !s.is_empty() => s,
+            Some(Cow::Borrowed(s)) if !s.is_empty() => Cow::Borrowed(rebase(text, s)),
+            Some(Cow::Owned(s)) if !s.is_empty() => Cow::Owned(s),
             _ => return Err(ProxyError::bad_request("model: must be a non-empty string")),
         },
     };
@@ -158,7 +190,19 @@ pub fn inspect(body: &[u8]) -> Result<Inspected<'_>, ProxyError> {
     let thinking_enabled =
         top.thinking.as_ref().and_then(|t| t.get("type")).is_some_and(|t| t.as_str().as_deref() == Some("enabled"));
     let web_search = top.tools.as_ref().is_some_and(tools::has_web_search);
-    Ok(Inspected { top, model, max_tokens, stream, thinking_enabled, web_search, body_len: body.len() })
+    inspected.model = model;
+    inspected.max_tokens = max_tokens;
+    inspected.stream = stream;
+    inspected.thinking_enabled = thinking_enabled;
+    inspected.web_search = web_search;
+    Ok(inspected)
+}
+
+/// `s`, a slice of `text` reached through a shorter-lived view, as a slice
+/// of `text` itself.
+fn rebase<'a>(text: &'a str, s: &str) -> &'a str {
+    let at = (s.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
+    text.get(at..at.wrapping_add(s.len())).unwrap_or("")
 }
 
 /// Converts an inspected body into an OpenAI Chat Completions body for the
@@ -169,7 +213,7 @@ pub fn convert_inspected(
     opts: &RequestOptions,
     out: &mut Vec<u8>,
 ) -> Result<RequestMeta, ProxyError> {
-    let top = &i.top;
+    let top = &i.top()?;
     let mq = opts.quirks.for_model(opts.model);
     let msgs = top.messages.ok_or_else(|| ProxyError::bad_request("messages: required"))?;
 
@@ -260,11 +304,9 @@ struct Top<'a> {
 impl<'a> Top<'a> {
     /// Collects the top-level fields of a body [`json::validate`] accepted,
     /// without validating again.
-    fn read(body: &'a [u8]) -> Result<Self, ProxyError> {
+    fn read(text: &'a str, tape: &'a [json::Span]) -> Result<Self, ProxyError> {
         let mut top = Top::default();
-        // `inspect` validated `body`, UTF-8 included.
-        let text = std::str::from_utf8(body).map_err(|_| Top::syntax_error(body))?;
-        let entries = Lazy::of_valid(text).entries().ok_or_else(|| Top::syntax_error(body))?;
+        let entries = Lazy::with_tape(text, tape).entries().ok_or_else(|| Top::syntax_error(text.as_bytes()))?;
         for (key, value) in entries {
             let slot = match &*key.name() {
                 "model" => &mut top.model,

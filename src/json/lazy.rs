@@ -8,23 +8,59 @@
 //! per object walked, which at a few objects per stream chunk dominated the
 //! stream converter's allocations.
 //!
+//! Given the tape [`super::validate_with_tape`] recorded for the text,
+//! objects, arrays and long strings are skipped by a lookup instead of a
+//! scan, so a walk costs what it visits, not what it steps over.
+//!
 //! Every method is total: on text that is not valid JSON after all it gives
 //! wrong answers (`None`, short iterations), never a panic or an
 //! out-of-bounds read. Skipping never recurses.
 
 use std::borrow::Cow;
 
+use super::validate::Span;
+
+/// Where skips are looked up: the tape of the validated text and the
+/// address that text starts at (tape offsets are relative to it).
+#[derive(Clone, Copy, Debug, Default)]
+struct Tape<'a> {
+    spans: &'a [Span],
+    origin: usize,
+}
+
+impl Tape<'_> {
+    /// End (relative to `text`) of the value starting at `text[i]`, if the
+    /// tape has it; `lo` is a lower bound on its tape index, advanced past it.
+    #[inline]
+    fn end(&self, text: &[u8], i: usize, lo: &mut usize) -> Option<usize> {
+        let base = (text.as_ptr() as usize).checked_sub(self.origin)?;
+        let at = u32::try_from(base + i).ok()?;
+        let rest = self.spans.get(*lo..)?;
+        let k = rest.binary_search_by_key(&at, |s| s.0).ok()?;
+        *lo += k + 1;
+        let end = (rest.get(k)?.1 as usize).checked_sub(base)?;
+        (end > i && end <= text.len()).then_some(end)
+    }
+}
+
 /// The raw text of one JSON value (no surrounding whitespace).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 pub struct Lazy<'a> {
     raw: &'a str,
+    tape: Tape<'a>,
 }
 
 impl<'a> Lazy<'a> {
     /// The value `text` holds; `text` must have passed
     /// [`super::validate`] (surrounding whitespace is trimmed here).
     pub fn of_valid(text: &'a str) -> Self {
-        Lazy { raw: text.trim_ascii() }
+        Lazy { raw: text.trim_ascii(), tape: Tape::default() }
+    }
+
+    /// The value `text` holds, with the tape that
+    /// [`super::validate_with_tape`] recorded for exactly this `text`.
+    pub fn with_tape(text: &'a str, spans: &'a [Span]) -> Self {
+        Lazy { raw: text.trim_ascii(), tape: Tape { spans, origin: text.as_ptr() as usize } }
     }
 
     /// The value's JSON text exactly as in the input.
@@ -96,12 +132,12 @@ impl<'a> Lazy<'a> {
 
     /// Entries of an object value.
     pub fn entries(&self) -> Option<Entries<'a>> {
-        self.is_object().then_some(Entries { text: self.raw, at: 1 })
+        self.is_object().then_some(Entries { text: self.raw, at: 1, tape: self.tape, lo: 0 })
     }
 
     /// Elements of an array value.
     pub fn elements(&self) -> Option<Elements<'a>> {
-        self.is_array().then_some(Elements { text: self.raw, at: 1 })
+        self.is_array().then_some(Elements { text: self.raw, at: 1, tape: self.tape, lo: 0 })
     }
 
     /// The member `key` of an object value (the first one, if repeated
@@ -154,6 +190,8 @@ impl<'a> Key<'a> {
 pub struct Entries<'a> {
     text: &'a str,
     at: usize,
+    tape: Tape<'a>,
+    lo: usize,
 }
 
 impl<'a> Iterator for Entries<'a> {
@@ -175,9 +213,9 @@ impl<'a> Iterator for Entries<'a> {
         if b.get(j) == Some(&b':') {
             j = skip_ws(b, j + 1);
         }
-        let end = value_end(b, j);
+        let end = self.tape.end(b, j, &mut self.lo).unwrap_or_else(|| value_end(b, j));
         self.at = end;
-        Some((Key(key), Lazy { raw: self.text.get(j..end)? }))
+        Some((Key(key), Lazy { raw: self.text.get(j..end)?, tape: self.tape }))
     }
 }
 
@@ -186,6 +224,8 @@ impl<'a> Iterator for Entries<'a> {
 pub struct Elements<'a> {
     text: &'a str,
     at: usize,
+    tape: Tape<'a>,
+    lo: usize,
 }
 
 impl<'a> Iterator for Elements<'a> {
@@ -204,9 +244,9 @@ impl<'a> Iterator for Elements<'a> {
             }
             Some(_) => {}
         }
-        let end = value_end(b, i);
+        let end = self.tape.end(b, i, &mut self.lo).unwrap_or_else(|| value_end(b, i));
         self.at = end;
-        Some(Lazy { raw: self.text.get(i..end)? })
+        Some(Lazy { raw: self.text.get(i..end)?, tape: self.tape })
     }
 }
 
@@ -360,6 +400,37 @@ mod tests {
             let want = sonic_rs::get(&long, [&*k.name()]).unwrap();
             assert_eq!(lv.as_raw_str(), want.as_raw_str());
         }
+    }
+
+    #[test]
+    fn tape_skips_give_the_same_spans() {
+        let long = format!(
+            r#"{{"a":"{}","b":[{}],"c":"{}","d":{{"e":[{{}}],"f":"{}"}}}}"#,
+            "x\\\"".repeat(30),
+            "[1,{}],".repeat(20) + "0",
+            "é",
+            "y".repeat(80)
+        );
+        let mut tape = Vec::new();
+        super::super::validate_with_tape(long.as_bytes(), 128, &mut tape).unwrap();
+        assert!(tape.len() > 20);
+        let plain = Lazy::of_valid(&long);
+        let taped = Lazy::with_tape(&long, &tape);
+        fn walk(v: Lazy<'_>, acc: &mut Vec<String>) {
+            acc.push(v.as_raw_str().to_owned());
+            if let Some(e) = v.entries() {
+                e.for_each(|(_, x)| walk(x, acc));
+            } else if let Some(e) = v.elements() {
+                e.for_each(|x| walk(x, acc));
+            }
+        }
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        walk(plain, &mut a);
+        walk(taped, &mut b);
+        assert_eq!(a, b);
+        // A tape from other text is never followed out of bounds.
+        let other = Lazy::with_tape(r#"{"a":[1,2,3]}"#, &tape);
+        assert_eq!(other.get("a").map(|v| v.as_raw_str()), Some("[1,2,3]"));
     }
 
     #[test]

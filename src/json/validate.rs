@@ -25,13 +25,37 @@ pub enum Invalid {
 /// Deepest nesting the bit stack below can track.
 const STACK_BITS: usize = 128;
 
+/// Strings at least this long (quotes included) get a tape entry; shorter
+/// ones are cheaper to scan than to look up.
+pub(super) const TAPE_MIN_STRING: usize = 48;
+
+/// Start and end offsets (end exclusive) of one value in the validated
+/// text; see [`validate_with_tape`].
+pub type Span = (u32, u32);
+
 /// Validates `b` as exactly one JSON value (surrounding whitespace allowed),
 /// with objects and arrays nested at most `max` (capped at 128) deep.
 pub fn validate(b: &[u8], max: usize) -> Result<(), Invalid> {
+    validate_full::<false>(b, max, &mut Vec::new())
+}
+
+/// [`validate`], also recording into `tape` (cleared first) the span of
+/// every object, array and long string value, sorted by start offset, so
+/// that a later walk ([`super::Doc`]) skips them without scanning. Nothing
+/// is recorded for texts of 4 GiB or more.
+pub fn validate_with_tape(b: &[u8], max: usize, tape: &mut Vec<Span>) -> Result<(), Invalid> {
+    tape.clear();
+    if b.len() >= u32::MAX as usize {
+        return validate(b, max);
+    }
+    validate_full::<true>(b, max, tape)
+}
+
+fn validate_full<const TAPE: bool>(b: &[u8], max: usize, tape: &mut Vec<Span>) -> Result<(), Invalid> {
     if std::str::from_utf8(b).is_err() {
         return Err(Invalid::Syntax);
     }
-    let end = validate_prefix(b, max)?;
+    let end = validate_prefix::<TAPE>(b, max, tape)?;
     if skip_ws(b, end) == b.len() {
         Ok(())
     } else {
@@ -41,10 +65,12 @@ pub fn validate(b: &[u8], max: usize) -> Result<(), Invalid> {
 
 /// Validates the first JSON value in `b` (ASCII structure only: callers
 /// check UTF-8) and returns the offset just past it.
-fn validate_prefix(b: &[u8], max: usize) -> Result<usize, Invalid> {
+fn validate_prefix<const TAPE: bool>(b: &[u8], max: usize, tape: &mut Vec<Span>) -> Result<usize, Invalid> {
     let max = max.min(STACK_BITS);
     // Bit d set: the container at depth d+1 is an object.
     let mut stack: u128 = 0;
+    // Tape index of the container open at each depth.
+    let mut open = [0u32; STACK_BITS];
     let mut depth = 0usize;
     let mut i = skip_ws(b, 0);
     'value: loop {
@@ -55,11 +81,16 @@ fn validate_prefix(b: &[u8], max: usize) -> Result<usize, Invalid> {
                     return Err(Invalid::Depth);
                 }
                 stack |= 1 << depth;
+                if TAPE {
+                    open[depth] = tape.len() as u32;
+                    tape.push((i as u32, 0));
+                }
                 depth += 1;
                 i = skip_ws(b, i + 1);
                 if b.get(i) == Some(&b'}') {
                     i += 1;
                     depth -= 1;
+                    close::<TAPE>(tape, &open, depth, i);
                 } else {
                     i = key(b, i)?;
                     continue 'value;
@@ -70,16 +101,27 @@ fn validate_prefix(b: &[u8], max: usize) -> Result<usize, Invalid> {
                     return Err(Invalid::Depth);
                 }
                 stack &= !(1 << depth);
+                if TAPE {
+                    open[depth] = tape.len() as u32;
+                    tape.push((i as u32, 0));
+                }
                 depth += 1;
                 i = skip_ws(b, i + 1);
                 if b.get(i) == Some(&b']') {
                     i += 1;
                     depth -= 1;
+                    close::<TAPE>(tape, &open, depth, i);
                 } else {
                     continue 'value;
                 }
             }
-            Some(b'"') => i = string(b, i + 1)?,
+            Some(b'"') => {
+                let start = i;
+                i = string(b, i + 1)?;
+                if TAPE && i - start >= TAPE_MIN_STRING {
+                    tape.push((start as u32, i as u32));
+                }
+            }
             Some(b't') => i = literal(b, i, b"true")?,
             Some(b'f') => i = literal(b, i, b"false")?,
             Some(b'n') => i = literal(b, i, b"null")?,
@@ -104,13 +146,25 @@ fn validate_prefix(b: &[u8], max: usize) -> Result<usize, Invalid> {
                 Some(b'}') if in_object => {
                     i += 1;
                     depth -= 1;
+                    close::<TAPE>(tape, &open, depth, i);
                 }
                 Some(b']') if !in_object => {
                     i += 1;
                     depth -= 1;
+                    close::<TAPE>(tape, &open, depth, i);
                 }
                 _ => return Err(Invalid::Syntax),
             }
+        }
+    }
+}
+
+/// Records where the container at `depth` (now closed) ends.
+#[inline(always)]
+fn close<const TAPE: bool>(tape: &mut [Span], open: &[u32; STACK_BITS], depth: usize, end: usize) {
+    if TAPE {
+        if let Some(slot) = open.get(depth).and_then(|&k| tape.get_mut(k as usize)) {
+            slot.1 = end as u32;
         }
     }
 }
@@ -308,6 +362,23 @@ mod tests {
             assert!(sonic_rs::from_str::<sonic_rs::Value>(s).is_err(), "{s:?}");
         }
         assert_eq!(validate(b"\"\xff\"", 128), Err(Invalid::Syntax));
+    }
+
+    #[test]
+    fn tape_holds_containers_and_long_strings_in_start_order() {
+        let long = "x".repeat(60);
+        let text = format!(r#"{{"a":[1,{{"b":"{long}"}}],"short":"s","c":{{}}}}"#);
+        let mut tape = vec![(9, 9)];
+        validate_with_tape(text.as_bytes(), 128, &mut tape).unwrap();
+        let spans: Vec<&str> = tape.iter().map(|&(s, e)| &text[s as usize..e as usize]).collect();
+        let want = [
+            text.as_str(),
+            &format!(r#"[1,{{"b":"{long}"}}]"#),
+            &format!(r#"{{"b":"{long}"}}"#),
+            &format!("\"{long}\""),
+            "{}",
+        ];
+        assert_eq!(spans, want);
     }
 
     #[test]
