@@ -8,7 +8,7 @@ mod lazy;
 mod validate;
 
 pub use lazy::{Elements, Entries, Key, Lazy};
-pub use validate::{validate, validate_with_tape, Invalid, Span};
+pub use validate::{validate, validate_str, validate_with_tape, Invalid, Span};
 
 thread_local! {
     /// One reusable tape per worker thread (see [`take_tape`]).

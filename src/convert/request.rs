@@ -138,15 +138,13 @@ const MAX_STOP: usize = 4;
 /// rest is checked while converting.
 pub fn inspect(body: &[u8]) -> Result<Inspected<'_>, ProxyError> {
     let mut tape = json::take_tape();
-    let checked = json::validate_with_tape(body, json::MAX_DEPTH, &mut tape);
-    let text = std::str::from_utf8(body);
-    let text = match (checked, text) {
-        (Ok(()), Ok(text)) => text,
-        (Err(json::Invalid::Depth), _) => {
+    let text = match json::validate_with_tape(body, json::MAX_DEPTH, &mut tape) {
+        Ok(text) => text,
+        Err(json::Invalid::Depth) => {
             json::give_tape(tape);
             return Err(ProxyError::bad_request("body nests objects or arrays deeper than 128 levels"));
         }
-        _ => {
+        Err(json::Invalid::Syntax) => {
             json::give_tape(tape);
             return Err(Top::syntax_error(body));
         }

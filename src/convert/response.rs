@@ -59,14 +59,14 @@ fn convert_with_tape(
     names: &ToolNames,
     out: &mut Vec<u8>,
 ) -> Result<Outcome, ProxyError> {
-    match json::validate_with_tape(body, json::MAX_DEPTH, tape) {
-        Ok(()) => {}
+    let text = match json::validate_with_tape(body, json::MAX_DEPTH, tape) {
+        Ok(text) => text,
         Err(json::Invalid::Depth) => {
             return Err(ProxyError::bad_gateway("upstream response nests objects or arrays deeper than 128 levels"))
         }
         Err(json::Invalid::Syntax) => return Err(syntax_error(body)),
-    }
-    let top = parse_top(body, tape)?;
+    };
+    let top = parse_top(text, tape)?;
     let start = out.len();
     let result = write_message(&top, model, message_id, names, out);
     if result.is_err() {
@@ -112,12 +112,11 @@ fn syntax_error(body: &[u8]) -> ProxyError {
 }
 
 /// Reads the top level of a body [`json::validate`] accepted.
-fn parse_top<'a>(body: &'a [u8], tape: &'a [json::Span]) -> Result<Top<'a>, ProxyError> {
+fn parse_top<'a>(text: &'a str, tape: &'a [json::Span]) -> Result<Top<'a>, ProxyError> {
     let mut top = Top::default();
     let mut choices = None;
     let mut error = None;
-    // `convert_response` validated `body` (UTF-8 included).
-    let text = std::str::from_utf8(body).map_err(|_| syntax_error(body))?;
+    let body = text.as_bytes();
     let entries = Lazy::with_tape(text, tape).entries().ok_or_else(|| syntax_error(body))?;
     for (key, value) in entries {
         match &*key.name() {

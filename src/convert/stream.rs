@@ -90,6 +90,7 @@ impl StreamConverter {
                 usage: None,
                 outcome: Outcome::default(),
                 names: ToolNames::default(),
+                tape: Vec::new(),
             },
         }
     }
@@ -190,6 +191,8 @@ struct State {
     usage: Option<Usage>,
     outcome: Outcome,
     names: ToolNames,
+    /// Reused by every chunk; see [`crate::json::validate_with_tape`].
+    tape: Vec<crate::json::Span>,
 }
 
 type Step = Result<(), ProxyError>;
@@ -230,18 +233,25 @@ impl State {
     }
 
     fn on_chunk(&mut self, data: &[u8], out: &mut Vec<u8>) -> Step {
+        // The tape buffer lives in the state so that chunks reuse it; it is
+        // out of `self` while the chunk's values borrow it.
+        let mut tape = std::mem::take(&mut self.tape);
+        let step = self.on_chunk_with(data, &mut tape, out);
+        self.tape = tape;
+        step
+    }
+
+    fn on_chunk_with(&mut self, data: &[u8], tape: &mut Vec<crate::json::Span>, out: &mut Vec<u8>) -> Step {
         // The whole chunk is validated (UTF-8, syntax, and a depth bound
         // that sonic-rs's recursion needs) before anything is acted on, so
         // a chunk broken at its end is not half applied.
-        match crate::json::validate(data, crate::json::MAX_DEPTH) {
-            Ok(()) => {}
+        let text = match crate::json::validate_with_tape(data, crate::json::MAX_DEPTH, tape) {
+            Ok(text) => text,
             Err(crate::json::Invalid::Depth) => return Err(too_deep()),
             Err(crate::json::Invalid::Syntax) => return Err(chunk_syntax_error(data)),
-        }
+        };
         let (mut choices, mut usage, mut error) = (None, None, None);
-        // Valid UTF-8: checked by `validate`.
-        let text = std::str::from_utf8(data).map_err(|_| ProxyError::bad_gateway("upstream sent invalid UTF-8"))?;
-        let Some(fields) = Lazy::of_valid(text).entries() else { return Err(chunk_syntax_error(data)) };
+        let Some(fields) = Lazy::with_tape(text, tape).entries() else { return Err(chunk_syntax_error(data)) };
         for (k, v) in fields {
             match &*k.name() {
                 "choices" => choices = Some(v),

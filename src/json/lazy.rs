@@ -318,7 +318,24 @@ fn container_end(b: &[u8], mut i: usize) -> usize {
 }
 
 #[inline(always)]
-fn find_quote_or_backslash(b: &[u8], i: usize) -> usize {
+fn find_quote_or_backslash(b: &[u8], mut i: usize) -> usize {
+    // Most strings walked are keys and short values: one inline 16-byte
+    // probe answers those without a call into memchr.
+    #[cfg(target_arch = "x86_64")]
+    if i + 16 <= b.len() {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is part of the x86_64 baseline; i + 16 <= len.
+        let mask = unsafe {
+            let v = _mm_loadu_si128(b.as_ptr().add(i) as *const __m128i);
+            let q = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+            let s = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+            _mm_movemask_epi8(_mm_or_si128(q, s)) as u32
+        };
+        if mask != 0 {
+            return i + mask.trailing_zeros() as usize;
+        }
+        i += 16;
+    }
     match memchr::memchr2(b'"', b'\\', b.get(i..).unwrap_or_default()) {
         Some(off) => i + off,
         None => b.len(),

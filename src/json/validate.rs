@@ -36,28 +36,31 @@ pub type Span = (u32, u32);
 /// Validates `b` as exactly one JSON value (surrounding whitespace allowed),
 /// with objects and arrays nested at most `max` (capped at 128) deep.
 pub fn validate(b: &[u8], max: usize) -> Result<(), Invalid> {
+    validate_str(b, max).map(|_| ())
+}
+
+/// [`validate`], returning the text as `str`.
+pub fn validate_str(b: &[u8], max: usize) -> Result<&str, Invalid> {
     validate_full::<false>(b, max, &mut Vec::new())
 }
 
 /// [`validate`], also recording into `tape` (cleared first) the span of
 /// every object, array and long string value, sorted by start offset, so
 /// that a later walk ([`super::Doc`]) skips them without scanning. Nothing
-/// is recorded for texts of 4 GiB or more.
-pub fn validate_with_tape(b: &[u8], max: usize, tape: &mut Vec<Span>) -> Result<(), Invalid> {
+/// is recorded for texts of 4 GiB or more. Returns the text as `str`.
+pub fn validate_with_tape<'a>(b: &'a [u8], max: usize, tape: &mut Vec<Span>) -> Result<&'a str, Invalid> {
     tape.clear();
     if b.len() >= u32::MAX as usize {
-        return validate(b, max);
+        return validate_full::<false>(b, max, tape);
     }
     validate_full::<true>(b, max, tape)
 }
 
-fn validate_full<const TAPE: bool>(b: &[u8], max: usize, tape: &mut Vec<Span>) -> Result<(), Invalid> {
-    if std::str::from_utf8(b).is_err() {
-        return Err(Invalid::Syntax);
-    }
+fn validate_full<'a, const TAPE: bool>(b: &'a [u8], max: usize, tape: &mut Vec<Span>) -> Result<&'a str, Invalid> {
+    let Ok(text) = std::str::from_utf8(b) else { return Err(Invalid::Syntax) };
     let end = validate_prefix::<TAPE>(b, max, tape)?;
     if skip_ws(b, end) == b.len() {
-        Ok(())
+        Ok(text)
     } else {
         Err(Invalid::Syntax)
     }
@@ -264,7 +267,40 @@ fn string(b: &[u8], mut i: usize) -> Result<usize, Invalid> {
 /// First offset at or after `i` holding `"`, `\` or a control character
 /// (`b.len()` if none).
 #[inline(always)]
-fn find_special(b: &[u8], mut i: usize) -> usize {
+fn find_special(b: &[u8], i: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, just checked.
+        return unsafe { find_special_avx2(b, i) };
+    }
+    find_special_sse2(b, i)
+}
+
+/// [`find_special`], 32 bytes at a time.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn find_special_avx2(b: &[u8], mut i: usize) -> usize {
+    use std::arch::x86_64::*;
+    let quote = _mm256_set1_epi8(b'"' as i8);
+    let slash = _mm256_set1_epi8(b'\\' as i8);
+    let ctl = _mm256_set1_epi8(0x1f);
+    while i + 32 <= b.len() {
+        // In bounds: i + 32 <= len was just checked.
+        let v = _mm256_loadu_si256(b.as_ptr().add(i) as *const __m256i);
+        let q = _mm256_cmpeq_epi8(v, quote);
+        let s = _mm256_cmpeq_epi8(v, slash);
+        let c = _mm256_cmpeq_epi8(_mm256_max_epu8(v, ctl), ctl);
+        let mask = _mm256_movemask_epi8(_mm256_or_si256(_mm256_or_si256(q, s), c)) as u32;
+        if mask != 0 {
+            return i + mask.trailing_zeros() as usize;
+        }
+        i += 32;
+    }
+    find_special_sse2(b, i)
+}
+
+#[inline(always)]
+fn find_special_sse2(b: &[u8], mut i: usize) -> usize {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;
@@ -369,7 +405,7 @@ mod tests {
         let long = "x".repeat(60);
         let text = format!(r#"{{"a":[1,{{"b":"{long}"}}],"short":"s","c":{{}}}}"#);
         let mut tape = vec![(9, 9)];
-        validate_with_tape(text.as_bytes(), 128, &mut tape).unwrap();
+        assert_eq!(validate_with_tape(text.as_bytes(), 128, &mut tape), Ok(text.as_str()));
         let spans: Vec<&str> = tape.iter().map(|&(s, e)| &text[s as usize..e as usize]).collect();
         let want = [
             text.as_str(),

@@ -18,12 +18,9 @@ use crate::convert::{schema, tool_ids};
 use crate::error::ProxyError;
 use crate::json;
 
-/// Whether any tool's `type` starts with `web_search`. A byte search over
-/// the raw tools gates the walk, so requests without one pay almost nothing.
+/// Whether any tool's `type` starts with `web_search`. Each tool's fields
+/// are visited, but its schema and description are skipped via the tape.
 pub(super) fn has_web_search(tools: &Lazy<'_>) -> bool {
-    if memchr::memmem::find(tools.as_raw_str().as_bytes(), b"web_search").is_none() {
-        return false;
-    }
     let Some(mut iter) = tools.elements() else { return false };
     iter.any(|t| t.get("type").is_some_and(|ty| ty.as_str().is_some_and(|s| s.starts_with("web_search"))))
 }
