@@ -422,7 +422,6 @@ fn write_stop(out: &mut Vec<u8>, stops: Lazy<'_>) -> Result<(), ProxyError> {
     out.extend_from_slice(b",\"stop\":[");
     let mut n = 0usize;
     for (i, s) in iter.enumerate() {
-        let s = s;
         if !s.is_str() {
             return Err(bad(format_args!("stop_sequences.{i}"), "must be a string"));
         }

@@ -143,7 +143,6 @@ fn write_schema(out: &mut Vec<u8>, v: &Lazy<'_>, depth: usize) -> Result<(), Pro
                 let mut picked = None;
                 let mut null = false;
                 for t in val.elements().into_iter().flatten() {
-                    let t = t;
                     match t.as_str().as_deref() {
                         Some("null") => null = true,
                         Some(_) if picked.is_none() => picked = Some(t),

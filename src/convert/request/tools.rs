@@ -75,7 +75,6 @@ pub(super) fn write_tools(
     out.extend_from_slice(b",\"tools\":[");
     let mut written = 0usize;
     for (i, tool) in iter.enumerate() {
-        let tool = tool;
         let fields = tool.entries().ok_or_else(|| bad(format_args!("tools.{i}"), "must be an object"))?;
         let (mut ty, mut name, mut desc, mut input_schema) = (None, None, None, None);
         for (key, v) in fields {
