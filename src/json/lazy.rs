@@ -41,6 +41,21 @@ impl Tape<'_> {
         let end = (rest.get(k)?.1 as usize).checked_sub(base)?;
         (end > i && end <= text.len()).then_some(end)
     }
+
+    /// Offset (in `text`) past the value starting at `text[i]`: short
+    /// strings and scalars are scanned, containers and long strings are
+    /// looked up (scanned if the tape lacks them).
+    #[inline]
+    fn skip(&self, text: &[u8], i: usize, lo: &mut usize) -> usize {
+        match text.get(i) {
+            Some(b'{' | b'[') => self.end(text, i, lo).unwrap_or_else(|| container_end(text, i + 1)),
+            Some(b'"') => match short_string_end(text, i + 1) {
+                Some(end) => end,
+                None => self.end(text, i, lo).unwrap_or_else(|| string_end(text, i + 1)),
+            },
+            _ => value_end(text, i),
+        }
+    }
 }
 
 /// The raw text of one JSON value (no surrounding whitespace).
@@ -213,7 +228,7 @@ impl<'a> Iterator for Entries<'a> {
         if b.get(j) == Some(&b':') {
             j = skip_ws(b, j + 1);
         }
-        let end = self.tape.end(b, j, &mut self.lo).unwrap_or_else(|| value_end(b, j));
+        let end = self.tape.skip(b, j, &mut self.lo);
         self.at = end;
         Some((Key(key), Lazy { raw: self.text.get(j..end)?, tape: self.tape }))
     }
@@ -244,7 +259,7 @@ impl<'a> Iterator for Elements<'a> {
             }
             Some(_) => {}
         }
-        let end = self.tape.end(b, i, &mut self.lo).unwrap_or_else(|| value_end(b, i));
+        let end = self.tape.skip(b, i, &mut self.lo);
         self.at = end;
         Some(Lazy { raw: self.text.get(i..end)?, tape: self.tape })
     }
@@ -279,6 +294,27 @@ fn value_end(b: &[u8], i: usize) -> usize {
         }
         None => i,
     }
+}
+
+/// Offset past the closing quote of a string whose body starts at `i`,
+/// when that quote is among the next 16 bytes with no escape before it.
+#[inline(always)]
+fn short_string_end(b: &[u8], i: usize) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    if i + 16 <= b.len() {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is part of the x86_64 baseline; i + 16 <= len.
+        let (q, s) = unsafe {
+            let v = _mm_loadu_si128(b.as_ptr().add(i) as *const __m128i);
+            let q = _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8))) as u32;
+            let s = _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8))) as u32;
+            (q, s)
+        };
+        let first = q & q.wrapping_neg();
+        return (first != 0 && s & first.wrapping_sub(1) == 0).then(|| i + q.trailing_zeros() as usize + 1);
+    }
+    let _ = (b, i);
+    None
 }
 
 /// Offset past the closing quote of a string whose body starts at `i`.

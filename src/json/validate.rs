@@ -57,18 +57,58 @@ pub fn validate_with_tape<'a>(b: &'a [u8], max: usize, tape: &mut Vec<Span>) -> 
 }
 
 fn validate_full<'a, const TAPE: bool>(b: &'a [u8], max: usize, tape: &mut Vec<Span>) -> Result<&'a str, Invalid> {
-    let Ok(text) = std::str::from_utf8(b) else { return Err(Invalid::Syntax) };
-    let end = validate_prefix::<TAPE>(b, max, tape)?;
-    if skip_ws(b, end) == b.len() {
-        Ok(text)
-    } else {
-        Err(Invalid::Syntax)
+    // Outside strings only ASCII passes the grammar; inside, the string scan
+    // notes any byte >= 0x80. All-ASCII text (the usual body) is then UTF-8
+    // without a second pass; otherwise the whole text is checked.
+    let mut high = 0u32;
+    let end = validate_prefix::<TAPE>(b, max, tape, &mut high)?;
+    if skip_ws(b, end) != b.len() {
+        return Err(Invalid::Syntax);
     }
+    let text = if high == 0 {
+        // SAFETY: every byte is ASCII (see above), which is valid UTF-8.
+        unsafe { std::str::from_utf8_unchecked(b) }
+    } else {
+        std::str::from_utf8(b).map_err(|_| Invalid::Syntax)?
+    };
+    Ok(text)
 }
 
-/// Validates the first JSON value in `b` (ASCII structure only: callers
-/// check UTF-8) and returns the offset just past it.
-fn validate_prefix<const TAPE: bool>(b: &[u8], max: usize, tape: &mut Vec<Span>) -> Result<usize, Invalid> {
+/// Validates the first JSON value in `b` and returns the offset just past
+/// it; `high` becomes non-zero if a string holds a byte >= 0x80. The AVX2
+/// build of the same code is used where the CPU has it.
+fn validate_prefix<const TAPE: bool>(
+    b: &[u8],
+    max: usize,
+    tape: &mut Vec<Span>,
+    high: &mut u32,
+) -> Result<usize, Invalid> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, just checked.
+        return unsafe { validate_prefix_avx2::<TAPE>(b, max, tape, high) };
+    }
+    validate_prefix_impl::<TAPE, false>(b, max, tape, high)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn validate_prefix_avx2<const TAPE: bool>(
+    b: &[u8],
+    max: usize,
+    tape: &mut Vec<Span>,
+    high: &mut u32,
+) -> Result<usize, Invalid> {
+    validate_prefix_impl::<TAPE, true>(b, max, tape, high)
+}
+
+#[inline(always)]
+fn validate_prefix_impl<const TAPE: bool, const AVX2: bool>(
+    b: &[u8],
+    max: usize,
+    tape: &mut Vec<Span>,
+    high: &mut u32,
+) -> Result<usize, Invalid> {
     let max = max.min(STACK_BITS);
     // Bit d set: the container at depth d+1 is an object.
     let mut stack: u128 = 0;
@@ -95,7 +135,7 @@ fn validate_prefix<const TAPE: bool>(b: &[u8], max: usize, tape: &mut Vec<Span>)
                     depth -= 1;
                     close::<TAPE>(tape, &open, depth, i);
                 } else {
-                    i = key(b, i)?;
+                    i = key::<AVX2>(b, i, high)?;
                     continue 'value;
                 }
             }
@@ -120,7 +160,7 @@ fn validate_prefix<const TAPE: bool>(b: &[u8], max: usize, tape: &mut Vec<Span>)
             }
             Some(b'"') => {
                 let start = i;
-                i = string(b, i + 1)?;
+                i = string::<AVX2>(b, i + 1, high)?;
                 if TAPE && i - start >= TAPE_MIN_STRING {
                     tape.push((start as u32, i as u32));
                 }
@@ -142,7 +182,7 @@ fn validate_prefix<const TAPE: bool>(b: &[u8], max: usize, tape: &mut Vec<Span>)
                 Some(b',') => {
                     i = skip_ws(b, i + 1);
                     if in_object {
-                        i = key(b, i)?;
+                        i = key::<AVX2>(b, i, high)?;
                     }
                     continue 'value;
                 }
@@ -185,11 +225,11 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 
 /// `"key"` ws `:` ws at `i`; returns where the value starts.
 #[inline(always)]
-fn key(b: &[u8], i: usize) -> Result<usize, Invalid> {
+fn key<const AVX2: bool>(b: &[u8], i: usize, high: &mut u32) -> Result<usize, Invalid> {
     if b.get(i) != Some(&b'"') {
         return Err(Invalid::Syntax);
     }
-    let i = skip_ws(b, string(b, i + 1)?);
+    let i = skip_ws(b, string::<AVX2>(b, i + 1, high)?);
     if b.get(i) != Some(&b':') {
         return Err(Invalid::Syntax);
     }
@@ -243,9 +283,9 @@ fn number(b: &[u8], mut i: usize) -> Result<usize, Invalid> {
 /// The rest of a string whose opening quote is just before `i`; returns the
 /// offset past its closing quote.
 #[inline(always)]
-fn string(b: &[u8], mut i: usize) -> Result<usize, Invalid> {
+fn string<const AVX2: bool>(b: &[u8], mut i: usize, high: &mut u32) -> Result<usize, Invalid> {
     loop {
-        i = find_special(b, i);
+        i = find_special::<AVX2>(b, i, high);
         match b.get(i) {
             Some(b'"') => return Ok(i + 1),
             Some(b'\\') => {
@@ -265,61 +305,58 @@ fn string(b: &[u8], mut i: usize) -> Result<usize, Invalid> {
 }
 
 /// First offset at or after `i` holding `"`, `\` or a control character
-/// (`b.len()` if none).
+/// (`b.len()` if none); ORs into `high` a non-zero value if a byte >= 0x80
+/// comes before it.
 #[inline(always)]
-fn find_special(b: &[u8], i: usize) -> usize {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, just checked.
-        return unsafe { find_special_avx2(b, i) };
-    }
-    find_special_sse2(b, i)
-}
-
-/// [`find_special`], 32 bytes at a time.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn find_special_avx2(b: &[u8], mut i: usize) -> usize {
-    use std::arch::x86_64::*;
-    let quote = _mm256_set1_epi8(b'"' as i8);
-    let slash = _mm256_set1_epi8(b'\\' as i8);
-    let ctl = _mm256_set1_epi8(0x1f);
-    while i + 32 <= b.len() {
-        // In bounds: i + 32 <= len was just checked.
-        let v = _mm256_loadu_si256(b.as_ptr().add(i) as *const __m256i);
-        let q = _mm256_cmpeq_epi8(v, quote);
-        let s = _mm256_cmpeq_epi8(v, slash);
-        let c = _mm256_cmpeq_epi8(_mm256_max_epu8(v, ctl), ctl);
-        let mask = _mm256_movemask_epi8(_mm256_or_si256(_mm256_or_si256(q, s), c)) as u32;
-        if mask != 0 {
-            return i + mask.trailing_zeros() as usize;
-        }
-        i += 32;
-    }
-    find_special_sse2(b, i)
-}
-
-#[inline(always)]
-fn find_special_sse2(b: &[u8], mut i: usize) -> usize {
+fn find_special<const AVX2: bool>(b: &[u8], mut i: usize, high: &mut u32) -> usize {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;
-        // SSE2 is part of the x86_64 baseline, so these are always available.
+        // Bits of `m` below its lowest set bit.
+        let below = |m: u32| m.wrapping_sub(1) & !m;
+        if AVX2 {
+            // SAFETY: AVX2 is only requested from `validate_prefix_avx2`,
+            // which runs after the CPU was found to have it; loads stay
+            // within `b` (i + 32 <= len).
+            unsafe {
+                let quote = _mm256_set1_epi8(b'"' as i8);
+                let slash = _mm256_set1_epi8(b'\\' as i8);
+                let ctl = _mm256_set1_epi8(0x1f);
+                while i + 32 <= b.len() {
+                    let v = _mm256_loadu_si256(b.as_ptr().add(i) as *const __m256i);
+                    let q = _mm256_cmpeq_epi8(v, quote);
+                    let s = _mm256_cmpeq_epi8(v, slash);
+                    // Unsigned v <= 0x1f  <=>  max(v, 0x1f) == 0x1f.
+                    let c = _mm256_cmpeq_epi8(_mm256_max_epu8(v, ctl), ctl);
+                    let mask = _mm256_movemask_epi8(_mm256_or_si256(_mm256_or_si256(q, s), c)) as u32;
+                    let hi = _mm256_movemask_epi8(v) as u32;
+                    if mask != 0 {
+                        *high |= hi & below(mask);
+                        return i + mask.trailing_zeros() as usize;
+                    }
+                    *high |= hi;
+                    i += 32;
+                }
+            }
+        }
+        // SAFETY: SSE2 is part of the x86_64 baseline; loads stay within
+        // `b` (i + 16 <= len).
         unsafe {
             let quote = _mm_set1_epi8(b'"' as i8);
             let slash = _mm_set1_epi8(b'\\' as i8);
             let ctl = _mm_set1_epi8(0x1f);
             while i + 16 <= b.len() {
-                // In bounds: i + 16 <= len was just checked.
                 let v = _mm_loadu_si128(b.as_ptr().add(i) as *const __m128i);
                 let q = _mm_cmpeq_epi8(v, quote);
                 let s = _mm_cmpeq_epi8(v, slash);
-                // Unsigned v <= 0x1f  <=>  max(v, 0x1f) == 0x1f.
                 let c = _mm_cmpeq_epi8(_mm_max_epu8(v, ctl), ctl);
                 let mask = _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(q, s), c)) as u32;
+                let hi = _mm_movemask_epi8(v) as u32;
                 if mask != 0 {
+                    *high |= hi & below(mask);
                     return i + mask.trailing_zeros() as usize;
                 }
+                *high |= hi;
                 i += 16;
             }
         }
@@ -328,6 +365,7 @@ fn find_special_sse2(b: &[u8], mut i: usize) -> usize {
         if c == b'"' || c == b'\\' || c < 0x20 {
             return i;
         }
+        *high |= (c >= 0x80) as u32;
         i += 1;
     }
     i
@@ -398,6 +436,20 @@ mod tests {
             assert!(sonic_rs::from_str::<sonic_rs::Value>(s).is_err(), "{s:?}");
         }
         assert_eq!(validate(b"\"\xff\"", 128), Err(Invalid::Syntax));
+        // Bad UTF-8 anywhere inside a string, at every offset around the
+        // 16- and 32-byte blocks, before and after escapes and quotes.
+        for pad in 0..70 {
+            let mut bad = b"[\"".to_vec();
+            bad.extend(std::iter::repeat_n(b'a', pad));
+            bad.extend_from_slice(b"\xc3\x28 \\n\"]");
+            assert_eq!(validate(&bad, 128), Err(Invalid::Syntax), "pad {pad}");
+            let mut good = b"[\"".to_vec();
+            good.extend(std::iter::repeat_n(b'a', pad));
+            good.extend_from_slice("é\\n\",\"ü\"]".as_bytes());
+            assert!(validate(&good, 128).is_ok(), "pad {pad}");
+        }
+        // Non-ASCII outside strings is a syntax error, not a UTF-8 question.
+        assert_eq!(validate("[1,é]".as_bytes(), 128), Err(Invalid::Syntax));
     }
 
     #[test]
