@@ -1,8 +1,14 @@
-//! Small JSON writing helpers shared by the converters.
+//! JSON helpers shared by the converters.
 //!
-//! Receives Rust strings and numbers from the converters and appends their
-//! JSON encoding to an output buffer. Raw subtrees copied from input are
-//! appended by the callers directly; only freshly produced strings pass here.
+//! Receives raw JSON bytes (client bodies, upstream responses and stream
+//! chunks) and Rust strings/numbers from the converters. Offers:
+//! - [`validate`] / [`validate_with_tape`]: the one validating pass, with the
+//!   nesting bound sonic-rs's recursion needs, optionally recording a tape
+//!   of value spans; [`take_tape`] / [`give_tape`] reuse tape buffers.
+//! - [`Lazy`]: allocation-free walking of validated text by raw spans.
+//! - writers appending JSON encodings to an output buffer. Raw subtrees
+//!   copied from input are appended by the callers directly; only freshly
+//!   produced strings pass through [`write_str`].
 
 mod lazy;
 mod validate;

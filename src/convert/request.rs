@@ -5,10 +5,13 @@
 //! lifecycle needs afterwards ([`RequestMeta`]). Client mistakes become 400
 //! `invalid_request_error`s whose message names the offending field.
 //!
-//! The body is read lazily with sonic-rs: one validating pass over the top
-//! level collects borrowed [`LazyValue`]s (top-level keys may come in any
-//! order, and `system` must be written before `messages`), then a write pass
-//! walks them without re-validating. Strings are never unescaped: a JSON
+//! The body is validated once ([`json::validate_with_tape`]: syntax, UTF-8,
+//! nesting depth), which also records where every object, array and long
+//! string ends. The top-level fields are then collected as borrowed
+//! [`json::Lazy`] values (keys may come in any order, and `system` must be
+//! written before `messages`) and the write pass walks them without
+//! validating again or allocating, skipping through that tape rather than
+//! re-scanning what it does not visit. Strings are never unescaped: a JSON
 //! string literal from the input is already valid output, so texts, ids,
 //! schemas and tool inputs are copied as raw spans, and joined texts are
 //! built by concatenating raw string bodies.

@@ -5,7 +5,8 @@
 //! Anthropic `message` JSON object to a caller-owned buffer. It returns the
 //! [`Outcome`] (stop reason and usage) for the access log.
 //!
-//! The body is walked lazily with sonic-rs: strings the client sees verbatim
+//! The body is validated once ([`json::validate_with_tape`]) and walked
+//! with [`json::Lazy`], without allocating: strings the client sees verbatim
 //! (text, thinking, tool names, tool arguments) are copied as raw JSON bytes,
 //! never decoded and re-encoded.
 //!

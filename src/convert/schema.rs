@@ -38,8 +38,7 @@
 //!
 //! Property names under `properties` are names, not keywords, so a property
 //! called `default` or `$ref` survives. The walk recurses once per schema
-//! level, and each level's iteration makes sonic-rs skip the levels below
-//! recursively too, so rewriting stops at [`MAX_SCHEMA_DEPTH`] levels
+//! level, so rewriting stops at [`MAX_SCHEMA_DEPTH`] levels
 //! (a quarter of [`json::MAX_DEPTH`]); deeper subschemas are copied raw.
 //! Real tool schemas are under ten levels deep.
 
