@@ -1,8 +1,39 @@
-//! Small JSON writing helpers shared by the converters.
+//! JSON helpers shared by the converters.
 //!
-//! Receives Rust strings and numbers from the converters and appends their
-//! JSON encoding to an output buffer. Raw subtrees copied from input are
-//! appended by the callers directly; only freshly produced strings pass here.
+//! Receives raw JSON bytes (client bodies, upstream responses and stream
+//! chunks) and Rust strings/numbers from the converters. Offers:
+//! - [`validate`] / [`validate_with_tape`]: the one validating pass, with the
+//!   nesting bound sonic-rs's recursion needs, optionally recording a tape
+//!   of value spans; [`take_tape`] / [`give_tape`] reuse tape buffers.
+//! - [`Lazy`]: allocation-free walking of validated text by raw spans.
+//! - writers appending JSON encodings to an output buffer. Raw subtrees
+//!   copied from input are appended by the callers directly; only freshly
+//!   produced strings pass through [`write_str`].
+
+mod lazy;
+mod validate;
+
+pub use lazy::{Elements, Entries, Key, Lazy};
+pub use validate::{validate, validate_str, validate_with_tape, Invalid, Span};
+
+thread_local! {
+    /// One reusable tape per worker thread (see [`take_tape`]).
+    static TAPES: std::cell::Cell<Vec<Span>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// A tape buffer for [`validate_with_tape`], reusing the thread's last one
+/// so that steady-state requests allocate nothing for it.
+pub fn take_tape() -> Vec<Span> {
+    TAPES.with(|t| t.take())
+}
+
+/// Gives a tape buffer back for the next [`take_tape`] on this thread.
+pub fn give_tape(tape: Vec<Span>) {
+    TAPES.with(|t| {
+        let kept = t.take();
+        t.set(if kept.capacity() >= tape.capacity() { kept } else { tape });
+    });
+}
 
 /// Appends `s` as a JSON string literal, quotes included.
 #[inline]

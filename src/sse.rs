@@ -109,7 +109,7 @@ impl SseParser {
             }
         }
         let mut pending = if self.has_data { Pending::Owned } else { Pending::None };
-        while let Some(pos) = input.iter().position(|&b| b == b'\n' || b == b'\r') {
+        while let Some(pos) = memchr::memchr2(b'\n', b'\r', input) {
             let (head, rest) = input.split_at(pos);
             let terminator = rest[0];
             input = &rest[1..];

@@ -5,10 +5,13 @@
 //! lifecycle needs afterwards ([`RequestMeta`]). Client mistakes become 400
 //! `invalid_request_error`s whose message names the offending field.
 //!
-//! The body is read lazily with sonic-rs: one validating pass over the top
-//! level collects borrowed [`LazyValue`]s (top-level keys may come in any
-//! order, and `system` must be written before `messages`), then a write pass
-//! walks them without re-validating. Strings are never unescaped: a JSON
+//! The body is validated once ([`json::validate_with_tape`]: syntax, UTF-8,
+//! nesting depth), which also records where every object, array and long
+//! string ends. The top-level fields are then collected as borrowed
+//! [`json::Lazy`] values (keys may come in any order, and `system` must be
+//! written before `messages`) and the write pass walks them without
+//! validating again or allocating, skipping through that tape rather than
+//! re-scanning what it does not visit. Strings are never unescaped: a JSON
 //! string literal from the input is already valid output, so texts, ids,
 //! schemas and tool inputs are copied as raw spans, and joined texts are
 //! built by concatenating raw string bodies.
@@ -50,9 +53,10 @@ mod tests;
 mod tests_quirks;
 mod tools;
 
+use std::borrow::Cow;
 use std::fmt;
 
-use sonic_rs::{JsonValueTrait, LazyValue};
+use crate::json::Lazy;
 
 use crate::convert::quirks::{Quirks, ReasoningParam};
 use crate::convert::tool_names::ToolNames;
@@ -83,7 +87,11 @@ pub use crate::route::RouteFacts;
 
 /// A validated client body, between [`inspect`] and [`convert_inspected`].
 pub struct Inspected<'a> {
-    top: Top<'a>,
+    /// The body, validated; `tape` is its [`json::validate_with_tape`] tape.
+    text: &'a str,
+    tape: Vec<json::Span>,
+    /// Unescaped `model` (borrowed unless the client escaped it).
+    model: Cow<'a, str>,
     max_tokens: u64,
     stream: bool,
     thinking_enabled: bool,
@@ -91,7 +99,18 @@ pub struct Inspected<'a> {
     body_len: usize,
 }
 
+impl Drop for Inspected<'_> {
+    fn drop(&mut self) {
+        json::give_tape(std::mem::take(&mut self.tape));
+    }
+}
+
 impl Inspected<'_> {
+    /// The top-level fields; cheap, the tape skips every value.
+    fn top(&self) -> Result<Top<'_>, ProxyError> {
+        Top::read(self.text, &self.tape)
+    }
+
     pub fn facts(&self) -> RouteFacts<'_> {
         RouteFacts {
             model: self.client_model(),
@@ -103,7 +122,7 @@ impl Inspected<'_> {
 
     /// The model the client asked for (non-empty).
     pub fn client_model(&self) -> &str {
-        self.top.model.as_ref().and_then(|m| m.as_str()).unwrap_or("")
+        &self.model
     }
 
     pub fn stream(&self) -> bool {
@@ -121,17 +140,37 @@ const MAX_STOP: usize = 4;
 /// the required fields (`model`, `max_tokens`, `messages`, `stream`); the
 /// rest is checked while converting.
 pub fn inspect(body: &[u8]) -> Result<Inspected<'_>, ProxyError> {
-    if !json::depth_within(body, json::MAX_DEPTH) {
-        return Err(ProxyError::bad_request("body nests objects or arrays deeper than 128 levels"));
-    }
-    let top = Top::read(body)?;
-    match &top.model {
+    let mut tape = json::take_tape();
+    let text = match json::validate_with_tape(body, json::MAX_DEPTH, &mut tape) {
+        Ok(text) => text,
+        Err(json::Invalid::Depth) => {
+            json::give_tape(tape);
+            return Err(ProxyError::bad_request("body nests objects or arrays deeper than 128 levels"));
+        }
+        Err(json::Invalid::Syntax) => {
+            json::give_tape(tape);
+            return Err(Top::syntax_error(body));
+        }
+    };
+    let mut inspected = Inspected {
+        text,
+        tape,
+        model: Cow::Borrowed(""),
+        max_tokens: 0,
+        stream: false,
+        thinking_enabled: false,
+        web_search: false,
+        body_len: body.len(),
+    };
+    let top = inspected.top()?;
+    let model = match &top.model {
         None => return Err(ProxyError::bad_request("model: required")),
         Some(v) => match v.as_str() {
-            Some(s) if !s.is_empty() => {}
+            Some(Cow::Borrowed(s)) if !s.is_empty() => Cow::Borrowed(rebase(text, s)),
+            Some(Cow::Owned(s)) if !s.is_empty() => Cow::Owned(s),
             _ => return Err(ProxyError::bad_request("model: must be a non-empty string")),
         },
-    }
+    };
     let max_tokens = match &top.max_tokens {
         None => return Err(ProxyError::bad_request("max_tokens: required")),
         Some(v) => match v.as_u64() {
@@ -150,9 +189,21 @@ pub fn inspect(body: &[u8]) -> Result<Inspected<'_>, ProxyError> {
         Some(v) => v.as_bool().ok_or_else(|| ProxyError::bad_request("stream: must be a boolean"))?,
     };
     let thinking_enabled =
-        top.thinking.as_ref().and_then(|t| t.get("type")).is_some_and(|t| t.as_str() == Some("enabled"));
+        top.thinking.as_ref().and_then(|t| t.get("type")).is_some_and(|t| t.as_str().as_deref() == Some("enabled"));
     let web_search = top.tools.as_ref().is_some_and(tools::has_web_search);
-    Ok(Inspected { top, max_tokens, stream, thinking_enabled, web_search, body_len: body.len() })
+    inspected.model = model;
+    inspected.max_tokens = max_tokens;
+    inspected.stream = stream;
+    inspected.thinking_enabled = thinking_enabled;
+    inspected.web_search = web_search;
+    Ok(inspected)
+}
+
+/// `s`, a slice of `text` reached through a shorter-lived view, as a slice
+/// of `text` itself.
+fn rebase<'a>(text: &'a str, s: &str) -> &'a str {
+    let at = (s.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
+    text.get(at..at.wrapping_add(s.len())).unwrap_or("")
 }
 
 /// Converts an inspected body into an OpenAI Chat Completions body for the
@@ -163,14 +214,14 @@ pub fn convert_inspected(
     opts: &RequestOptions,
     out: &mut Vec<u8>,
 ) -> Result<RequestMeta, ProxyError> {
-    let top = &i.top;
+    let top = &i.top()?;
     let mq = opts.quirks.for_model(opts.model);
-    let msgs = top.messages.clone().ok_or_else(|| ProxyError::bad_request("messages: required"))?;
+    let msgs = top.messages.ok_or_else(|| ProxyError::bad_request("messages: required"))?;
 
     out.extend_from_slice(b"{\"model\":");
     json::write_str(out, opts.model);
     out.extend_from_slice(b",\"messages\":[");
-    if let Some(system) = present(top.system.clone()) {
+    if let Some(system) = present(top.system) {
         messages::write_system(out, system, Loc::System)?;
     }
     let n = messages::write_messages(out, msgs, opts)?;
@@ -192,24 +243,24 @@ pub fn convert_inspected(
     if i.stream {
         out.extend_from_slice(b",\"stream\":true,\"stream_options\":{\"include_usage\":true}");
     }
-    write_number(out, b",\"temperature\":", present(top.temperature.clone()), "temperature", mq.sampling)?;
-    write_number(out, b",\"top_p\":", present(top.top_p.clone()), "top_p", mq.sampling)?;
-    if let Some(stops) = present(top.stop_sequences.clone()) {
+    write_number(out, b",\"temperature\":", present(top.temperature), "temperature", mq.sampling)?;
+    write_number(out, b",\"top_p\":", present(top.top_p), "top_p", mq.sampling)?;
+    if let Some(stops) = present(top.stop_sequences) {
         write_stop(out, stops)?;
     }
-    if let Some(meta) = present(top.metadata.clone()) {
+    if let Some(meta) = present(top.metadata) {
         write_user(out, meta)?;
     }
     let mut tool_names = ToolNames::default();
-    let has_tools = match present(top.tools.clone()) {
+    let has_tools = match present(top.tools) {
         Some(t) => tools::write_tools(out, t, opts.quirks, &mut tool_names)?,
         None => false,
     };
-    if let Some(choice) = present(top.tool_choice.clone()) {
+    if let Some(choice) = present(top.tool_choice) {
         tools::write_tool_choice(out, choice, has_tools)?;
     }
-    if let Some(thinking) = present(top.thinking.clone()) {
-        let effort = reasoning_effort(thinking, present(top.output_config.clone()))?;
+    if let Some(thinking) = present(top.thinking) {
+        let effort = reasoning_effort(thinking, present(top.output_config))?;
         if let Some(effort) = effort {
             let (open, close): (&[u8], &[u8]) = match mq.reasoning {
                 ReasoningParam::None => (b"", b""),
@@ -236,31 +287,29 @@ pub fn convert_request(body: &[u8], opts: &RequestOptions, out: &mut Vec<u8>) ->
 /// The top-level fields we read; everything else is dropped unseen.
 #[derive(Default)]
 struct Top<'a> {
-    model: Option<LazyValue<'a>>,
-    messages: Option<LazyValue<'a>>,
-    system: Option<LazyValue<'a>>,
-    max_tokens: Option<LazyValue<'a>>,
-    stream: Option<LazyValue<'a>>,
-    temperature: Option<LazyValue<'a>>,
-    top_p: Option<LazyValue<'a>>,
-    stop_sequences: Option<LazyValue<'a>>,
-    metadata: Option<LazyValue<'a>>,
-    tools: Option<LazyValue<'a>>,
-    tool_choice: Option<LazyValue<'a>>,
-    thinking: Option<LazyValue<'a>>,
-    output_config: Option<LazyValue<'a>>,
+    model: Option<Lazy<'a>>,
+    messages: Option<Lazy<'a>>,
+    system: Option<Lazy<'a>>,
+    max_tokens: Option<Lazy<'a>>,
+    stream: Option<Lazy<'a>>,
+    temperature: Option<Lazy<'a>>,
+    top_p: Option<Lazy<'a>>,
+    stop_sequences: Option<Lazy<'a>>,
+    metadata: Option<Lazy<'a>>,
+    tools: Option<Lazy<'a>>,
+    tool_choice: Option<Lazy<'a>>,
+    thinking: Option<Lazy<'a>>,
+    output_config: Option<Lazy<'a>>,
 }
 
 impl<'a> Top<'a> {
-    /// The one validating pass: every value, used or not, is checked as JSON
-    /// here, which is what lets the write pass iterate without re-validating.
-    fn read(body: &'a [u8]) -> Result<Self, ProxyError> {
+    /// Collects the top-level fields of a body [`json::validate`] accepted,
+    /// without validating again.
+    fn read(text: &'a str, tape: &'a [json::Span]) -> Result<Self, ProxyError> {
         let mut top = Top::default();
-        let mut end = None;
-        for item in sonic_rs::to_object_iter(body) {
-            let (key, value) = item.map_err(json_error)?;
-            end = Some(span_end(body, &value));
-            let slot = match key.as_ref() {
+        let entries = Lazy::with_tape(text, tape).entries().ok_or_else(|| Top::syntax_error(text.as_bytes()))?;
+        for (key, value) in entries {
+            let slot = match &*key.name() {
                 "model" => &mut top.model,
                 "messages" => &mut top.messages,
                 "system" => &mut top.system,
@@ -278,8 +327,24 @@ impl<'a> Top<'a> {
             };
             *slot = Some(value);
         }
-        check_trailing(body, end)?;
         Ok(top)
+    }
+
+    /// The client-facing message for a body [`json::validate`] refused as
+    /// malformed: sonic-rs's own, which names line and column. Error path
+    /// only; the depth is bounded again first because sonic recurses.
+    fn syntax_error(body: &[u8]) -> ProxyError {
+        if !json::depth_within(body, json::MAX_DEPTH) {
+            return ProxyError::bad_request("body nests objects or arrays deeper than 128 levels");
+        }
+        match sonic_rs::to_object_iter(body).find_map(Result::err) {
+            Some(e) => json_error(e),
+            // sonic stops at the closing brace; what follows it is the fault
+            // (or an escape sonic does not check, such as a bad `\u` hex).
+            None => ProxyError::bad_request(
+                "body is not valid JSON: trailing characters after the top-level object, or a malformed escape",
+            ),
+        }
     }
 }
 
@@ -291,37 +356,8 @@ fn json_error(e: sonic_rs::Error) -> ProxyError {
     ProxyError::bad_request(format!("body is not valid JSON: {first}"))
 }
 
-/// Offset just past `v`'s raw text inside `body`.
-fn span_end(body: &[u8], v: &LazyValue) -> Option<usize> {
-    let raw = v.as_raw_str();
-    let start = (raw.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
-    let end = start.checked_add(raw.len())?;
-    (end <= body.len()).then_some(end)
-}
-
-/// sonic's object iterator stops at the closing brace and ignores whatever
-/// follows, so `{...} garbage` would otherwise be accepted.
-fn check_trailing(body: &[u8], last_value_end: Option<Option<usize>>) -> Result<(), ProxyError> {
-    let rest = match last_value_end {
-        Some(Some(end)) => body.get(end..).unwrap_or_default(),
-        // Could not locate the value (not a borrowed span): nothing to check.
-        Some(None) => return Ok(()),
-        // Empty object: the body is `{` ws `}` plus whatever follows.
-        None => match body.iter().position(|&b| b == b'{') {
-            Some(open) => body.get(open + 1..).unwrap_or_default(),
-            None => return Ok(()),
-        },
-    };
-    let is_ws = |b: &u8| matches!(b, b' ' | b'\n' | b'\r' | b'\t');
-    let mut it = rest.iter().skip_while(|b| is_ws(b));
-    match it.next() {
-        Some(b'}') if it.all(is_ws) => Ok(()),
-        _ => Err(ProxyError::bad_request("body is not valid JSON: trailing characters after the top-level object")),
-    }
-}
-
 /// `null` counts as absent for every optional field.
-fn present(v: Option<LazyValue<'_>>) -> Option<LazyValue<'_>> {
+fn present(v: Option<Lazy<'_>>) -> Option<Lazy<'_>> {
     v.filter(|v| !v.is_null())
 }
 
@@ -354,7 +390,7 @@ pub(crate) fn bad(at: impl fmt::Display, what: impl fmt::Display) -> ProxyError 
 
 /// The escaped contents of a JSON string value, without its quotes. The value
 /// was validated by sonic, so the span is valid JSON string content as is.
-pub(crate) fn raw_body<'v>(v: &'v LazyValue<'_>) -> &'v str {
+pub(crate) fn raw_body<'v>(v: &'v Lazy<'_>) -> &'v str {
     let raw = v.as_raw_str();
     raw.get(1..raw.len().saturating_sub(1)).unwrap_or("")
 }
@@ -369,13 +405,7 @@ pub(crate) fn close_array(out: &mut Vec<u8>) {
 }
 
 /// Validates a number field; writes it when `send`.
-fn write_number(
-    out: &mut Vec<u8>,
-    key: &[u8],
-    v: Option<LazyValue<'_>>,
-    name: &str,
-    send: bool,
-) -> Result<(), ProxyError> {
+fn write_number(out: &mut Vec<u8>, key: &[u8], v: Option<Lazy<'_>>, name: &str, send: bool) -> Result<(), ProxyError> {
     if let Some(v) = v {
         if !v.is_number() {
             return Err(bad(name, "must be a number"));
@@ -389,13 +419,12 @@ fn write_number(
     Ok(())
 }
 
-fn write_stop(out: &mut Vec<u8>, stops: LazyValue<'_>) -> Result<(), ProxyError> {
-    let iter = stops.into_array_iter().ok_or_else(|| bad("stop_sequences", "must be an array of strings"))?;
+fn write_stop(out: &mut Vec<u8>, stops: Lazy<'_>) -> Result<(), ProxyError> {
+    let iter = stops.elements().ok_or_else(|| bad("stop_sequences", "must be an array of strings"))?;
     let mark = out.len();
     out.extend_from_slice(b",\"stop\":[");
     let mut n = 0usize;
     for (i, s) in iter.enumerate() {
-        let s = s.map_err(json_error)?;
         if !s.is_str() {
             return Err(bad(format_args!("stop_sequences.{i}"), "must be a string"));
         }
@@ -416,11 +445,10 @@ fn write_stop(out: &mut Vec<u8>, stops: LazyValue<'_>) -> Result<(), ProxyError>
     Ok(())
 }
 
-fn write_user(out: &mut Vec<u8>, meta: LazyValue<'_>) -> Result<(), ProxyError> {
-    let iter = meta.into_object_iter().ok_or_else(|| bad("metadata", "must be an object"))?;
-    for item in iter {
-        let (key, v) = item.map_err(json_error)?;
-        if key != "user_id" || v.is_null() {
+fn write_user(out: &mut Vec<u8>, meta: Lazy<'_>) -> Result<(), ProxyError> {
+    let iter = meta.entries().ok_or_else(|| bad("metadata", "must be an object"))?;
+    for (key, v) in iter {
+        if !key.is("user_id") || v.is_null() {
             continue;
         }
         let id = v.as_str().ok_or_else(|| bad("metadata.user_id", "must be a string"))?;
@@ -439,22 +467,18 @@ const LOW_BELOW: u64 = 4096;
 const MEDIUM_BELOW: u64 = 16384;
 
 /// Validates `thinking` and picks the effort it implies (None: disabled).
-fn reasoning_effort(
-    thinking: LazyValue<'_>,
-    output_config: Option<LazyValue<'_>>,
-) -> Result<Option<&'static str>, ProxyError> {
-    let fields = thinking.into_object_iter().ok_or_else(|| bad("thinking", "must be an object"))?;
+fn reasoning_effort(thinking: Lazy<'_>, output_config: Option<Lazy<'_>>) -> Result<Option<&'static str>, ProxyError> {
+    let fields = thinking.entries().ok_or_else(|| bad("thinking", "must be an object"))?;
     let (mut ty, mut budget) = (None, None);
-    for item in fields {
-        let (key, v) = item.map_err(json_error)?;
-        match key.as_ref() {
+    for (key, v) in fields {
+        match &*key.name() {
             "type" => ty = Some(v),
             "budget_tokens" => budget = Some(v),
             _ => {}
         }
     }
     let ty = ty.ok_or_else(|| bad("thinking.type", "required"))?;
-    match ty.as_str() {
+    match ty.as_str().as_deref() {
         Some("disabled") => Ok(None),
         Some("enabled") => {
             let budget = budget.and_then(|b| b.as_u64()).ok_or_else(|| {
@@ -468,7 +492,7 @@ fn reasoning_effort(
         }
         Some("adaptive") => {
             let effort = output_config.as_ref().and_then(|c| c.get("effort"));
-            Ok(Some(match effort.as_ref().and_then(|e| e.as_str()) {
+            Ok(Some(match effort.as_ref().and_then(|e| e.as_str()).as_deref() {
                 Some("low") => "low",
                 Some("medium") => "medium",
                 _ => "high",

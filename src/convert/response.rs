@@ -5,7 +5,8 @@
 //! Anthropic `message` JSON object to a caller-owned buffer. It returns the
 //! [`Outcome`] (stop reason and usage) for the access log.
 //!
-//! The body is walked lazily with sonic-rs: strings the client sees verbatim
+//! The body is validated once ([`json::validate_with_tape`]) and walked
+//! with [`json::Lazy`], without allocating: strings the client sees verbatim
 //! (text, thinking, tool names, tool arguments) are copied as raw JSON bytes,
 //! never decoded and re-encoded.
 //!
@@ -28,11 +29,9 @@
 //! - A 200 body that is not JSON, has no choices, or is an error object is a
 //!   502 for the client, carrying the upstream message where there is one.
 
-use sonic_rs::{JsonValueTrait, LazyValue};
-
 use crate::convert::{stop_reason, tool_ids, Outcome, ToolNames, Usage};
 use crate::error::{upstream_message, ProxyError};
-use crate::json;
+use crate::json::{self, Lazy};
 
 /// Converts an upstream Chat Completions body into an Anthropic message and
 /// appends it to `out`. On error `out` is left as it was.
@@ -47,10 +46,28 @@ pub fn convert_response(
     names: &ToolNames,
     out: &mut Vec<u8>,
 ) -> Result<Outcome, ProxyError> {
-    if !crate::json::depth_within(body, crate::json::MAX_DEPTH) {
-        return Err(ProxyError::bad_gateway("upstream response nests objects or arrays deeper than 128 levels"));
-    }
-    let top = parse_top(body)?;
+    let mut tape = json::take_tape();
+    let result = convert_with_tape(body, &mut tape, model, message_id, names, out);
+    json::give_tape(tape);
+    result
+}
+
+fn convert_with_tape(
+    body: &[u8],
+    tape: &mut Vec<json::Span>,
+    model: &str,
+    message_id: &str,
+    names: &ToolNames,
+    out: &mut Vec<u8>,
+) -> Result<Outcome, ProxyError> {
+    let text = match json::validate_with_tape(body, json::MAX_DEPTH, tape) {
+        Ok(text) => text,
+        Err(json::Invalid::Depth) => {
+            return Err(ProxyError::bad_gateway("upstream response nests objects or arrays deeper than 128 levels"))
+        }
+        Err(json::Invalid::Syntax) => return Err(syntax_error(body)),
+    };
+    let top = parse_top(text, tape)?;
     let start = out.len();
     let result = write_message(&top, model, message_id, names, out);
     if result.is_err() {
@@ -62,34 +79,48 @@ pub fn convert_response(
 /// The parts of the top-level object we use.
 #[derive(Default)]
 struct Top<'a> {
-    choice: Option<LazyValue<'a>>,
-    usage: Option<LazyValue<'a>>,
+    choice: Option<Lazy<'a>>,
+    usage: Option<Lazy<'a>>,
 }
 
 /// The parts of `choices[0]` we use.
 #[derive(Default)]
 struct Choice<'a> {
-    finish_reason: Option<LazyValue<'a>>,
-    vllm_stop: Option<LazyValue<'a>>,
-    content: Option<LazyValue<'a>>,
-    reasoning_content: Option<LazyValue<'a>>,
-    reasoning: Option<LazyValue<'a>>,
-    refusal: Option<LazyValue<'a>>,
-    tool_calls: Option<LazyValue<'a>>,
-    function_call: Option<LazyValue<'a>>,
+    finish_reason: Option<Lazy<'a>>,
+    vllm_stop: Option<Lazy<'a>>,
+    content: Option<Lazy<'a>>,
+    reasoning_content: Option<Lazy<'a>>,
+    reasoning: Option<Lazy<'a>>,
+    refusal: Option<Lazy<'a>>,
+    tool_calls: Option<Lazy<'a>>,
+    function_call: Option<Lazy<'a>>,
 }
 
 fn upstream_json_error(e: sonic_rs::Error) -> ProxyError {
     ProxyError::bad_gateway(format!("upstream returned a response body that is not valid JSON: {e}"))
 }
 
-fn parse_top(body: &[u8]) -> Result<Top<'_>, ProxyError> {
+/// The message for a body [`json::validate`] refused as malformed: sonic's
+/// own, naming line and column (error path only; sonic recurses, so the
+/// depth is bounded first).
+fn syntax_error(body: &[u8]) -> ProxyError {
+    if json::depth_within(body, json::MAX_DEPTH) {
+        if let Some(e) = sonic_rs::to_object_iter(body).find_map(Result::err) {
+            return upstream_json_error(e);
+        }
+    }
+    ProxyError::bad_gateway("upstream returned a response body that is not valid JSON")
+}
+
+/// Reads the top level of a body [`json::validate`] accepted.
+fn parse_top<'a>(text: &'a str, tape: &'a [json::Span]) -> Result<Top<'a>, ProxyError> {
     let mut top = Top::default();
     let mut choices = None;
     let mut error = None;
-    for entry in sonic_rs::to_object_iter(body) {
-        let (key, value) = entry.map_err(upstream_json_error)?;
-        match &*key {
+    let body = text.as_bytes();
+    let entries = Lazy::with_tape(text, tape).entries().ok_or_else(|| syntax_error(body))?;
+    for (key, value) in entries {
+        match &*key.name() {
             "choices" => choices = Some(value),
             "usage" => top.usage = Some(value),
             "error" if !value.is_null() => error = Some(value),
@@ -100,11 +131,10 @@ fn parse_top(body: &[u8]) -> Result<Top<'_>, ProxyError> {
         return Err(upstream_error_object(body, &err));
     }
     let choices = choices.ok_or_else(|| ProxyError::bad_gateway("upstream response has no `choices`"))?;
-    let mut iter = choices
-        .into_array_iter()
-        .ok_or_else(|| ProxyError::bad_gateway("upstream response `choices` is not an array"))?;
+    let mut iter =
+        choices.elements().ok_or_else(|| ProxyError::bad_gateway("upstream response `choices` is not an array"))?;
     match iter.next() {
-        Some(first) => top.choice = Some(first.map_err(upstream_json_error)?),
+        Some(first) => top.choice = Some(first),
         None => return Err(ProxyError::bad_gateway("upstream response has an empty `choices` array")),
     }
     Ok(top)
@@ -112,30 +142,28 @@ fn parse_top(body: &[u8]) -> Result<Top<'_>, ProxyError> {
 
 /// An `{"error": ...}` object delivered with HTTP 200 (OpenRouter and some
 /// local servers do this).
-fn upstream_error_object(body: &[u8], err: &LazyValue<'_>) -> ProxyError {
-    let detail = upstream_message(body).or_else(|| err.as_str().map(str::to_owned));
+fn upstream_error_object(body: &[u8], err: &Lazy<'_>) -> ProxyError {
+    let detail = upstream_message(body).or_else(|| err.as_str().map(|s| s.into_owned()));
     match detail {
         Some(m) => ProxyError::bad_gateway(format!("upstream returned an error with HTTP 200: {m}")),
         None => ProxyError::bad_gateway("upstream returned an error object with HTTP 200"),
     }
 }
 
-fn parse_choice<'a>(choice: LazyValue<'a>) -> Result<Choice<'a>, ProxyError> {
+fn parse_choice<'a>(choice: Lazy<'a>) -> Result<Choice<'a>, ProxyError> {
     let mut c = Choice::default();
-    let iter = choice
-        .into_object_iter()
-        .ok_or_else(|| ProxyError::bad_gateway("upstream response `choices[0]` is not an object"))?;
+    let iter =
+        choice.entries().ok_or_else(|| ProxyError::bad_gateway("upstream response `choices[0]` is not an object"))?;
     let mut message = None;
-    for entry in iter {
-        let (key, value) = entry.map_err(upstream_json_error)?;
-        match &*key {
+    for (key, value) in iter {
+        match &*key.name() {
             "message" => message = Some(value),
             "finish_reason" => c.finish_reason = Some(value),
             "stop_reason" => c.vllm_stop = Some(value),
             "error" if !value.is_null() => {
                 let detail = value
                     .get("message")
-                    .and_then(|m| m.as_str().map(str::to_owned))
+                    .and_then(|m| m.as_str().map(|s| s.into_owned()))
                     .unwrap_or_else(|| value.as_raw_str().to_owned());
                 return Err(ProxyError::bad_gateway(format!("upstream choice failed: {detail}")));
             }
@@ -144,11 +172,10 @@ fn parse_choice<'a>(choice: LazyValue<'a>) -> Result<Choice<'a>, ProxyError> {
     }
     let message = message.ok_or_else(|| ProxyError::bad_gateway("upstream response `choices[0]` has no `message`"))?;
     let iter = message
-        .into_object_iter()
+        .entries()
         .ok_or_else(|| ProxyError::bad_gateway("upstream response `choices[0].message` is not an object"))?;
-    for entry in iter {
-        let (key, value) = entry.map_err(upstream_json_error)?;
-        match &*key {
+    for (key, value) in iter {
+        match &*key.name() {
             "content" => c.content = Some(value),
             "reasoning_content" => c.reasoning_content = Some(value),
             "reasoning" => c.reasoning = Some(value),
@@ -169,7 +196,7 @@ fn write_message(
     out: &mut Vec<u8>,
 ) -> Result<Outcome, ProxyError> {
     let choice = match &top.choice {
-        Some(c) => parse_choice(c.clone())?,
+        Some(c) => parse_choice(*c)?,
         None => return Err(ProxyError::bad_gateway("upstream response has no choices")),
     };
     let usage = top.usage.as_ref().map(read_usage).unwrap_or_default();
@@ -198,9 +225,8 @@ fn write_message(
 
     let mut saw_tool_call = false;
     let mut tools = Tools { id: String::new(), names };
-    if let Some(calls) = choice.tool_calls.clone().and_then(LazyValue::into_array_iter) {
+    if let Some(calls) = choice.tool_calls.and_then(|t| t.elements()) {
         for call in calls {
-            let call = call.map_err(upstream_json_error)?;
             if write_tool_call(&call, &mut tools, &mut blocks, out)? {
                 saw_tool_call = true;
             }
@@ -216,6 +242,7 @@ fn write_message(
     json::write_str(out, model);
 
     let finish = choice.finish_reason.as_ref().and_then(|v| v.as_str());
+    let finish = finish.as_deref();
     let vllm_stop = choice.vllm_stop.as_ref().filter(|v| v.is_str());
     let reason = match vllm_stop {
         Some(_) if !saw_tool_call => "stop_sequence",
@@ -254,11 +281,11 @@ impl Blocks {
 }
 
 /// A string value that is not `""`; `null`, numbers etc. count as absent.
-fn non_empty_str<'v, 'a>(v: &'v Option<LazyValue<'a>>) -> Option<&'v LazyValue<'a>> {
+fn non_empty_str<'v, 'a>(v: &'v Option<Lazy<'a>>) -> Option<&'v Lazy<'a>> {
     v.as_ref().filter(|v| v.is_str() && v.as_raw_str().len() > 2)
 }
 
-fn write_text_block(text: &LazyValue<'_>, blocks: &mut Blocks, out: &mut Vec<u8>) {
+fn write_text_block(text: &Lazy<'_>, blocks: &mut Blocks, out: &mut Vec<u8>) {
     blocks.open(out);
     out.extend_from_slice(b"{\"type\":\"text\",\"text\":");
     write_raw_string(out, text);
@@ -267,15 +294,15 @@ fn write_text_block(text: &LazyValue<'_>, blocks: &mut Blocks, out: &mut Vec<u8>
 
 /// `content` is usually a string, but some servers (Mistral among them)
 /// answer with an array of parts; their text parts become text blocks.
-fn write_content(content: &LazyValue<'_>, blocks: &mut Blocks, out: &mut Vec<u8>) {
+fn write_content(content: &Lazy<'_>, blocks: &mut Blocks, out: &mut Vec<u8>) {
     if content.is_str() {
         if content.as_raw_str().len() > 2 {
             write_text_block(content, blocks, out);
         }
         return;
     }
-    let Some(parts) = content.clone().into_array_iter() else { return };
-    for part in parts.flatten() {
+    let Some(parts) = content.elements() else { return };
+    for part in parts {
         if part.get("type").and_then(|t| t.as_str().map(|t| t == "text")) != Some(true) {
             continue;
         }
@@ -295,7 +322,7 @@ struct Tools<'n> {
 
 /// Writes one `tool_calls[]` entry; returns whether a block was written.
 fn write_tool_call(
-    call: &LazyValue<'_>,
+    call: &Lazy<'_>,
     tools: &mut Tools<'_>,
     blocks: &mut Blocks,
     out: &mut Vec<u8>,
@@ -304,9 +331,11 @@ fn write_tool_call(
         return Ok(false);
     }
     let id_value = call.get("id");
-    let id = id_value.as_ref().and_then(|v| v.as_str()).unwrap_or("");
-    let sig_value = call.pointer(["extra_content", "google", "thought_signature"]);
+    let id = id_value.as_ref().and_then(|v| v.as_str());
+    let id = id.as_deref().unwrap_or("");
+    let sig_value = call.pointer(&["extra_content", "google", "thought_signature"]);
     let signature = sig_value.as_ref().and_then(|v| v.as_str());
+    let signature = signature.as_deref();
     let Some(function) = call.get("function").filter(|f| f.is_object()) else {
         tracing::warn!(tool_call = clip(call.as_raw_str()), "upstream tool call without a `function` object; dropped");
         return Ok(false);
@@ -316,7 +345,7 @@ fn write_tool_call(
 
 /// Writes a `{name, arguments}` function object as a `tool_use` block.
 fn write_function(
-    function: &LazyValue<'_>,
+    function: &Lazy<'_>,
     id: &str,
     signature: Option<&str>,
     tools: &mut Tools<'_>,
@@ -333,7 +362,7 @@ fn write_function(
     out.extend_from_slice(b"{\"type\":\"tool_use\",\"id\":");
     json::write_str(out, &tools.id);
     out.extend_from_slice(b",\"name\":");
-    let original = if tools.names.is_empty() { None } else { name.as_str().and_then(|n| tools.names.original(n)) };
+    let original = if tools.names.is_empty() { None } else { name.as_str().and_then(|n| tools.names.original(&n)) };
     match original {
         Some(original) => json::write_str(out, original),
         None => write_raw_string(out, &name),
@@ -345,7 +374,7 @@ fn write_function(
 }
 
 /// Writes the tool `input` object from OpenAI's `arguments`.
-fn write_input(arguments: Option<&LazyValue<'_>>, name: &str, out: &mut Vec<u8>) {
+fn write_input(arguments: Option<&Lazy<'_>>, name: &str, out: &mut Vec<u8>) {
     let Some(args) = arguments else {
         out.extend_from_slice(b"{}");
         return;
@@ -374,23 +403,20 @@ fn write_input(arguments: Option<&LazyValue<'_>>, name: &str, out: &mut Vec<u8>)
         out.extend_from_slice(b"{}");
         return;
     }
-    // The arguments are JSON inside a string, so the body's depth check did
-    // not see their nesting; check it before sonic-rs recurses into them.
-    if trimmed.starts_with('{')
-        && crate::json::depth_within(trimmed.as_bytes(), crate::json::MAX_DEPTH)
-        && sonic_rs::from_str::<serde::de::IgnoredAny>(trimmed).is_ok()
-    {
+    // The arguments are JSON inside a string: validated (depth included)
+    // here, since the body's validation saw only a string.
+    if trimmed.starts_with('{') && json::validate(trimmed.as_bytes(), json::MAX_DEPTH).is_ok() {
         write_raw_json(out, trimmed.as_bytes());
         return;
     }
-    tracing::warn!(tool = name, arguments = clip(text), "tool arguments are not a JSON object; kept as _raw");
+    tracing::warn!(tool = name, arguments = clip(&text), "tool arguments are not a JSON object; kept as _raw");
     out.extend_from_slice(b"{\"_raw\":");
     write_raw_string(out, args);
     out.push(b'}');
 }
 
 /// Copies a JSON string value as its raw, already-escaped bytes.
-fn write_raw_string(out: &mut Vec<u8>, v: &LazyValue<'_>) {
+fn write_raw_string(out: &mut Vec<u8>, v: &Lazy<'_>) {
     write_raw_json(out, v.as_raw_str().as_bytes());
 }
 
@@ -399,41 +425,36 @@ fn write_raw_string(out: &mut Vec<u8>, v: &LazyValue<'_>) {
 /// they become U+FFFD. Backslashes only occur inside strings in JSON, so the
 /// scan works on any value.
 fn write_raw_json(out: &mut Vec<u8>, raw: &[u8]) {
-    if !raw.windows(2).any(|w| w == b"\\u") {
+    if memchr::memmem::find(raw, b"\\u").is_none() {
         out.extend_from_slice(raw);
         return;
     }
-    let mut i = 0;
-    while i < raw.len() {
-        if raw[i] == b'\\' && i + 1 < raw.len() {
-            if raw[i + 1] == b'u' {
-                match hex4(raw, i + 2) {
-                    Some(0xD800..=0xDBFF)
-                        if raw.get(i + 6) == Some(&b'\\')
-                            && raw.get(i + 7) == Some(&b'u')
-                            && matches!(hex4(raw, i + 8), Some(0xDC00..=0xDFFF)) =>
-                    {
-                        out.extend_from_slice(&raw[i..i + 12]);
-                        i += 12;
-                    }
-                    Some(0xD800..=0xDFFF) => {
-                        out.extend_from_slice(b"\\ufffd");
-                        i += 6;
-                    }
-                    _ => {
-                        out.extend_from_slice(&raw[i..(i + 6).min(raw.len())]);
-                        i += 6;
-                    }
-                }
-            } else {
-                out.extend_from_slice(&raw[i..i + 2]);
-                i += 2;
+    // Copied in spans; only lone surrogates are rewritten.
+    let (mut start, mut i) = (0, 0);
+    while let Some(off) = memchr::memchr(b'\\', raw.get(i..).unwrap_or_default()) {
+        let at = i + off;
+        if raw.get(at + 1) != Some(&b'u') {
+            i = at + 2;
+            continue;
+        }
+        match hex4(raw, at + 2) {
+            Some(0xD800..=0xDBFF)
+                if raw.get(at + 6) == Some(&b'\\')
+                    && raw.get(at + 7) == Some(&b'u')
+                    && matches!(hex4(raw, at + 8), Some(0xDC00..=0xDFFF)) =>
+            {
+                i = at + 12;
             }
-        } else {
-            out.push(raw[i]);
-            i += 1;
+            Some(0xD800..=0xDFFF) => {
+                out.extend_from_slice(raw.get(start..at).unwrap_or_default());
+                out.extend_from_slice(b"\\ufffd");
+                i = at + 6;
+                start = i;
+            }
+            _ => i = at + 6,
         }
     }
+    out.extend_from_slice(raw.get(start..).unwrap_or_default());
 }
 
 /// Bounds what a warning logs of model output (tool arguments can be whole files).
@@ -452,7 +473,7 @@ fn hex4(raw: &[u8], at: usize) -> Option<u32> {
 }
 
 /// Reads OpenAI usage; DeepSeek reports cache hits as `prompt_cache_hit_tokens`.
-fn read_usage(usage: &LazyValue<'_>) -> Usage {
+fn read_usage(usage: &Lazy<'_>) -> Usage {
     let num = |key: &str| usage.get(key).and_then(|v| v.as_u64());
     let prompt = num("prompt_tokens").unwrap_or(0);
     let completion = num("completion_tokens").unwrap_or(0);
@@ -467,7 +488,7 @@ fn read_usage(usage: &LazyValue<'_>) -> Usage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sonic_rs::{pointer, Value};
+    use sonic_rs::{pointer, JsonValueTrait, Value};
 
     fn conv(body: &str) -> (Value, Outcome) {
         let mut out = Vec::new();

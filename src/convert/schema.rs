@@ -38,12 +38,11 @@
 //!
 //! Property names under `properties` are names, not keywords, so a property
 //! called `default` or `$ref` survives. The walk recurses once per schema
-//! level, and each level's iteration makes sonic-rs skip the levels below
-//! recursively too, so rewriting stops at [`MAX_SCHEMA_DEPTH`] levels
+//! level, so rewriting stops at [`MAX_SCHEMA_DEPTH`] levels
 //! (a quarter of [`json::MAX_DEPTH`]); deeper subschemas are copied raw.
 //! Real tool schemas are under ten levels deep.
 
-use sonic_rs::{JsonValueTrait, LazyValue};
+use crate::json::Lazy;
 
 use crate::error::ProxyError;
 use crate::json;
@@ -79,12 +78,8 @@ pub(crate) const MAX_SCHEMA_DEPTH: usize = json::MAX_DEPTH / 4;
 const FORMATS: &[&str] = &["enum", "date-time", "int32", "int64", "float", "double"];
 
 /// Appends the cleaned form of `schema`.
-pub(crate) fn write_gemini(out: &mut Vec<u8>, schema: &LazyValue<'_>) -> Result<(), ProxyError> {
+pub(crate) fn write_gemini(out: &mut Vec<u8>, schema: &Lazy<'_>) -> Result<(), ProxyError> {
     write_schema(out, schema, 0)
-}
-
-fn invalid(e: sonic_rs::Error) -> ProxyError {
-    ProxyError::bad_request(format!("tools: invalid input_schema: {e}"))
 }
 
 /// Comma bookkeeping for one object being written.
@@ -103,32 +98,30 @@ impl Obj {
     }
 }
 
-fn write_schema(out: &mut Vec<u8>, v: &LazyValue<'_>, depth: usize) -> Result<(), ProxyError> {
+fn write_schema(out: &mut Vec<u8>, v: &Lazy<'_>, depth: usize) -> Result<(), ProxyError> {
     if depth >= MAX_SCHEMA_DEPTH || !v.is_object() {
         // `true`/`false` schemas, and subschemas too deep to walk.
         out.extend_from_slice(v.as_raw_str().as_bytes());
         return Ok(());
     }
-    let fields = v.clone().into_object_iter().into_iter().flatten();
+    let fields = v.entries().into_iter().flatten();
     let mut obj = Obj { first: true };
     out.push(b'{');
     let (mut any_of, mut one_of, mut konst, mut has_enum, mut nullable) = (false, None, None, false, false);
-    for item in fields {
-        let (key, val) = item.map_err(invalid)?;
-        match key.as_ref() {
+    for (key, val) in fields {
+        match &*key.name() {
             "properties" if val.is_object() => {
                 obj.key(out, "properties");
                 let mut props = Obj { first: true };
                 out.push(b'{');
-                for p in val.into_object_iter().into_iter().flatten() {
-                    let (name, sub) = p.map_err(invalid)?;
-                    props.key(out, &name);
+                for (name, sub) in val.entries().into_iter().flatten() {
+                    props.key(out, &name.name());
                     write_schema(out, &sub, depth + 1)?;
                 }
                 out.push(b'}');
             }
             "items" if val.is_array() => {
-                let first = val.into_array_iter().into_iter().flatten().next().transpose().map_err(invalid)?;
+                let first = val.elements().into_iter().flatten().next();
                 if let Some(first) = first {
                     obj.key(out, "items");
                     write_schema(out, &first, depth + 1)?;
@@ -148,9 +141,8 @@ fn write_schema(out: &mut Vec<u8>, v: &LazyValue<'_>, depth: usize) -> Result<()
             "type" if val.is_array() => {
                 let mut picked = None;
                 let mut null = false;
-                for t in val.into_array_iter().into_iter().flatten() {
-                    let t = t.map_err(invalid)?;
-                    match t.as_str() {
+                for t in val.elements().into_iter().flatten() {
+                    match t.as_str().as_deref() {
                         Some("null") => null = true,
                         Some(_) if picked.is_none() => picked = Some(t),
                         _ => {}
@@ -167,7 +159,7 @@ fn write_schema(out: &mut Vec<u8>, v: &LazyValue<'_>, depth: usize) -> Result<()
                 }
             }
             "nullable" if nullable => {}
-            "format" if val.as_str().is_some_and(|f| FORMATS.contains(&f)) => {
+            "format" if val.as_str().is_some_and(|f| FORMATS.contains(&&*f)) => {
                 obj.key(out, "format");
                 out.extend_from_slice(val.as_raw_str().as_bytes());
             }
@@ -197,13 +189,13 @@ fn write_schema(out: &mut Vec<u8>, v: &LazyValue<'_>, depth: usize) -> Result<()
     Ok(())
 }
 
-fn write_schema_list(out: &mut Vec<u8>, list: &LazyValue<'_>, depth: usize) -> Result<(), ProxyError> {
+fn write_schema_list(out: &mut Vec<u8>, list: &Lazy<'_>, depth: usize) -> Result<(), ProxyError> {
     out.push(b'[');
-    for (i, s) in list.clone().into_array_iter().into_iter().flatten().enumerate() {
+    for (i, s) in list.elements().into_iter().flatten().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        write_schema(out, &s.map_err(invalid)?, depth + 1)?;
+        write_schema(out, &s, depth + 1)?;
     }
     out.push(b']');
     Ok(())
@@ -215,7 +207,8 @@ mod tests {
     use sonic_rs::{json, Value};
 
     fn clean(schema: &str) -> Value {
-        let v: LazyValue = sonic_rs::from_str(schema).unwrap();
+        assert!(json::validate(schema.as_bytes(), json::MAX_DEPTH).is_ok());
+        let v = Lazy::of_valid(schema);
         let mut out = Vec::new();
         write_gemini(&mut out, &v).unwrap();
         sonic_rs::from_slice(&out).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)))
@@ -291,7 +284,8 @@ mod tests {
         // The deepest schema a body within json::MAX_DEPTH can hold.
         let depth = json::MAX_DEPTH - 3;
         let s = format!("{}{}", r#"{"items":"#.repeat(depth), r#"{"$id":"x"}"#.to_owned() + &"}".repeat(depth));
-        let v: LazyValue = sonic_rs::from_str(&s).unwrap();
+        assert!(json::validate(s.as_bytes(), json::MAX_DEPTH).is_ok());
+        let v = Lazy::of_valid(&s);
         let mut out = Vec::new();
         write_gemini(&mut out, &v).unwrap();
         let _: Value = sonic_rs::from_slice(&out).unwrap();

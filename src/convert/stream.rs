@@ -45,7 +45,9 @@ mod tools;
 
 use std::borrow::Cow;
 
-use sonic_rs::{JsonValueTrait, LazyValue};
+use sonic_rs::JsonValueTrait;
+
+use crate::json::Lazy;
 
 use crate::convert::{stop_reason, Outcome, ToolNames, Usage};
 use crate::error::{ErrorType, ProxyError, Side};
@@ -88,6 +90,7 @@ impl StreamConverter {
                 usage: None,
                 outcome: Outcome::default(),
                 names: ToolNames::default(),
+                tape: Vec::new(),
             },
         }
     }
@@ -188,6 +191,8 @@ struct State {
     usage: Option<Usage>,
     outcome: Outcome,
     names: ToolNames,
+    /// Reused by every chunk; see [`crate::json::validate_with_tape`].
+    tape: Vec<crate::json::Span>,
 }
 
 type Step = Result<(), ProxyError>;
@@ -205,11 +210,13 @@ impl State {
             return;
         }
         let data = ev.data.trim_ascii();
-        let step = if !crate::json::depth_within(data, crate::json::MAX_DEPTH) {
+        let step = if ev.event == b"error" {
             // sonic-rs recurses per nesting level; refuse before it sees this.
-            Err(ProxyError::bad_gateway("upstream stream chunk nests deeper than 128 levels"))
-        } else if ev.event == b"error" {
-            Err(stream_error(data, "upstream sent an error event"))
+            Err(if crate::json::depth_within(data, crate::json::MAX_DEPTH) {
+                stream_error(data, "upstream sent an error event")
+            } else {
+                too_deep()
+            })
         } else if data == b"[DONE]" {
             self.finalize(out);
             Ok(())
@@ -226,13 +233,27 @@ impl State {
     }
 
     fn on_chunk(&mut self, data: &[u8], out: &mut Vec<u8>) -> Step {
-        let text = std::str::from_utf8(data).map_err(|_| ProxyError::bad_gateway("upstream sent invalid UTF-8"))?;
+        // The tape buffer lives in the state so that chunks reuse it; it is
+        // out of `self` while the chunk's values borrow it.
+        let mut tape = std::mem::take(&mut self.tape);
+        let step = self.on_chunk_with(data, &mut tape, out);
+        self.tape = tape;
+        step
+    }
+
+    fn on_chunk_with(&mut self, data: &[u8], tape: &mut Vec<crate::json::Span>, out: &mut Vec<u8>) -> Step {
+        // The whole chunk is validated (UTF-8, syntax, and a depth bound
+        // that sonic-rs's recursion needs) before anything is acted on, so
+        // a chunk broken at its end is not half applied.
+        let text = match crate::json::validate_with_tape(data, crate::json::MAX_DEPTH, tape) {
+            Ok(text) => text,
+            Err(crate::json::Invalid::Depth) => return Err(too_deep()),
+            Err(crate::json::Invalid::Syntax) => return Err(chunk_syntax_error(data)),
+        };
         let (mut choices, mut usage, mut error) = (None, None, None);
-        // The whole object is validated before anything is acted on, so a
-        // chunk broken at its end is not half applied.
-        for entry in sonic_rs::to_object_iter(text) {
-            let (k, v) = entry.map_err(invalid_chunk)?;
-            match &*k {
+        let Some(fields) = Lazy::with_tape(text, tape).entries() else { return Err(chunk_syntax_error(data)) };
+        for (k, v) in fields {
+            match &*k.name() {
                 "choices" => choices = Some(v),
                 "usage" => usage = Some(v),
                 "error" => error = Some(v),
@@ -245,20 +266,19 @@ impl State {
         if let Some(u) = usage.filter(|u| u.is_object()) {
             self.usage = Some(parse_usage(&u));
         }
-        if let Some(list) = choices.and_then(LazyValue::into_array_iter) {
+        if let Some(list) = choices.and_then(|c| c.elements()) {
             for choice in list {
-                self.on_choice(choice.map_err(invalid_chunk)?, data, out)?;
+                self.on_choice(choice, data, out)?;
             }
         }
         Ok(())
     }
 
-    fn on_choice(&mut self, choice: LazyValue<'_>, data: &[u8], out: &mut Vec<u8>) -> Step {
-        let Some(fields) = choice.into_object_iter() else { return Ok(()) };
+    fn on_choice(&mut self, choice: Lazy<'_>, data: &[u8], out: &mut Vec<u8>) -> Step {
+        let Some(fields) = choice.entries() else { return Ok(()) };
         let (mut index, mut delta, mut finish, mut matched) = (0, None, None, None);
-        for entry in fields {
-            let (k, v) = entry.map_err(invalid_chunk)?;
-            match &*k {
+        for (k, v) in fields {
+            match &*k.name() {
                 "index" => index = v.as_u64().unwrap_or(0),
                 "delta" => delta = Some(v),
                 "finish_reason" => finish = Some(v),
@@ -272,7 +292,8 @@ impl State {
         if let Some(d) = delta {
             self.on_delta(d, out)?;
         }
-        let Some(reason) = finish.as_ref().and_then(|f| f.as_str()) else { return Ok(()) };
+        let reason = finish.as_ref().and_then(|f| f.as_str());
+        let Some(reason) = reason.as_deref() else { return Ok(()) };
         if reason == "error" {
             return Err(stream_error(data, "upstream reported finish_reason \"error\""));
         }
@@ -285,13 +306,12 @@ impl State {
         Ok(())
     }
 
-    fn on_delta(&mut self, delta: LazyValue<'_>, out: &mut Vec<u8>) -> Step {
-        let Some(fields) = delta.into_object_iter() else { return Ok(()) };
+    fn on_delta(&mut self, delta: Lazy<'_>, out: &mut Vec<u8>) -> Step {
+        let Some(fields) = delta.entries() else { return Ok(()) };
         let (mut content, mut reasoning, mut reasoning_alt, mut refusal, mut tool_calls) =
             (None, None, None, None, None);
-        for entry in fields {
-            let (k, v) = entry.map_err(invalid_chunk)?;
-            match &*k {
+        for (k, v) in fields {
+            match &*k.name() {
                 "content" => content = Some(v),
                 "reasoning_content" => reasoning = Some(v),
                 "reasoning" => reasoning_alt = Some(v),
@@ -311,9 +331,9 @@ impl State {
         if let Some(t) = non_empty(&refusal) {
             self.on_block_text(BlockKind::Text, t.as_bytes(), out)?;
         }
-        if let Some(list) = tool_calls.and_then(LazyValue::into_array_iter) {
+        if let Some(list) = tool_calls.and_then(|t| t.elements()) {
             for call in list {
-                self.on_tool_call(call.map_err(invalid_chunk)?, out)?;
+                self.on_tool_call(call, out)?;
             }
         }
         Ok(())
@@ -357,12 +377,11 @@ impl State {
         }
     }
 
-    fn on_tool_call(&mut self, call: LazyValue<'_>, out: &mut Vec<u8>) -> Step {
-        let Some(fields) = call.into_object_iter() else { return Ok(()) };
+    fn on_tool_call(&mut self, call: Lazy<'_>, out: &mut Vec<u8>) -> Step {
+        let Some(fields) = call.entries() else { return Ok(()) };
         let (mut index, mut id, mut function, mut extra) = (None, None, None, None);
-        for entry in fields {
-            let (k, v) = entry.map_err(invalid_chunk)?;
-            match &*k {
+        for (k, v) in fields {
+            match &*k.name() {
                 "index" => index = v.as_u64(),
                 "id" => id = Some(v),
                 "function" => function = Some(v),
@@ -370,13 +389,12 @@ impl State {
                 _ => {}
             }
         }
-        let signature = extra.as_ref().and_then(|e| e.pointer(["google", "thought_signature"]));
+        let signature = extra.as_ref().and_then(|e| e.pointer(&["google", "thought_signature"]));
         let signature = signature.as_ref().and_then(|s| s.as_str());
         let (mut name, mut args) = (None, None);
-        if let Some(fields) = function.and_then(LazyValue::into_object_iter) {
-            for entry in fields {
-                let (k, v) = entry.map_err(invalid_chunk)?;
-                match &*k {
+        if let Some(fields) = function.and_then(|f| f.entries()) {
+            for (k, v) in fields {
+                match &*k.name() {
                     "name" => name = Some(v),
                     "arguments" => args = Some(v),
                     _ => {}
@@ -385,6 +403,7 @@ impl State {
         }
         let id = id.as_ref().and_then(|v| v.as_str());
         let name = name.as_ref().and_then(|v| v.as_str());
+        let (id, name, signature) = (id.as_deref(), name.as_deref(), signature.as_deref());
         // Some servers send `arguments` as an object instead of a string:
         // its JSON text is the arguments, escaped here into string form.
         let escaped_object;
@@ -578,19 +597,15 @@ struct Ids<'a> {
 }
 
 /// The escaped body of a JSON string value, without its quotes.
-fn string_body<'v>(v: &'v LazyValue<'_>) -> Option<&'v str> {
-    if !v.is_str() {
-        return None;
-    }
-    let raw = v.as_raw_str();
-    raw.get(1..raw.len().saturating_sub(1))
+fn string_body<'a>(v: &Lazy<'a>) -> Option<&'a str> {
+    v.str_body()
 }
 
-fn non_empty<'v>(v: &'v Option<LazyValue<'_>>) -> Option<&'v str> {
+fn non_empty<'a>(v: &Option<Lazy<'a>>) -> Option<&'a str> {
     v.as_ref().and_then(string_body).filter(|s| !s.is_empty())
 }
 
-fn parse_usage(u: &LazyValue<'_>) -> Usage {
+fn parse_usage(u: &Lazy<'_>) -> Usage {
     let num = |path: &[&str]| u.pointer(path).and_then(|v| v.as_u64());
     let prompt = num(&["prompt_tokens"]).unwrap_or(0);
     let completion = num(&["completion_tokens"]).unwrap_or(0);
@@ -605,6 +620,24 @@ fn truncated() -> ProxyError {
 
 fn event_too_large() -> ProxyError {
     ProxyError::bad_gateway(format!("upstream sent an SSE line or event larger than {} MiB", MAX_EVENT_BYTES >> 20))
+}
+
+fn too_deep() -> ProxyError {
+    ProxyError::bad_gateway("upstream stream chunk nests deeper than 128 levels")
+}
+
+/// Why a chunk is refused: invalid UTF-8, or sonic's message
+/// (error path only; sonic recurses, so the depth is bounded first).
+fn chunk_syntax_error(data: &[u8]) -> ProxyError {
+    if std::str::from_utf8(data).is_err() {
+        return ProxyError::bad_gateway("upstream sent invalid UTF-8");
+    }
+    if crate::json::depth_within(data, crate::json::MAX_DEPTH) {
+        if let Some(e) = sonic_rs::to_object_iter(data).find_map(Result::err) {
+            return invalid_chunk(e);
+        }
+    }
+    ProxyError::bad_gateway("upstream sent an invalid stream chunk")
 }
 
 fn invalid_chunk(e: sonic_rs::Error) -> ProxyError {

@@ -30,10 +30,10 @@
 //!   `extra_content.google.thought_signature`. Long tool names are
 //!   shortened as in the tool definitions.
 
-use sonic_rs::{JsonValueTrait, LazyValue};
+use crate::json::Lazy;
 
 use super::tools::{write_id, write_name};
-use super::{bad, close_array, json_error, present, raw_body, Loc, RequestOptions};
+use super::{bad, close_array, present, raw_body, Loc, RequestOptions};
 use crate::error::ProxyError;
 use crate::json;
 
@@ -66,17 +66,17 @@ impl Loc {
 /// `type` may come after them.
 #[derive(Default)]
 struct Block<'a> {
-    ty: Option<LazyValue<'a>>,
-    text: Option<LazyValue<'a>>,
-    thinking: Option<LazyValue<'a>>,
-    source: Option<LazyValue<'a>>,
-    title: Option<LazyValue<'a>>,
-    id: Option<LazyValue<'a>>,
-    name: Option<LazyValue<'a>>,
-    input: Option<LazyValue<'a>>,
-    tool_use_id: Option<LazyValue<'a>>,
-    content: Option<LazyValue<'a>>,
-    is_error: Option<LazyValue<'a>>,
+    ty: Option<Lazy<'a>>,
+    text: Option<Lazy<'a>>,
+    thinking: Option<Lazy<'a>>,
+    source: Option<Lazy<'a>>,
+    title: Option<Lazy<'a>>,
+    id: Option<Lazy<'a>>,
+    name: Option<Lazy<'a>>,
+    input: Option<Lazy<'a>>,
+    tool_use_id: Option<Lazy<'a>>,
+    content: Option<Lazy<'a>>,
+    is_error: Option<Lazy<'a>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,12 +90,11 @@ enum Kind {
 }
 
 impl<'a> Block<'a> {
-    fn read(v: LazyValue<'a>, at: Loc) -> Result<(Self, Kind), ProxyError> {
-        let fields = v.into_object_iter().ok_or_else(|| bad(at, "content block must be an object"))?;
+    fn read(v: Lazy<'a>, at: Loc) -> Result<(Self, Kind), ProxyError> {
+        let fields = v.entries().ok_or_else(|| bad(at, "content block must be an object"))?;
         let mut b = Block::default();
-        for item in fields {
-            let (key, v) = item.map_err(json_error)?;
-            let slot = match key.as_ref() {
+        for (key, v) in fields {
+            let slot = match &*key.name() {
                 "type" => &mut b.ty,
                 "text" => &mut b.text,
                 "thinking" => &mut b.thinking,
@@ -112,7 +111,7 @@ impl<'a> Block<'a> {
             *slot = Some(v);
         }
         let ty = b.ty.as_ref().ok_or_else(|| bad(format_args!("{at}.type"), "required"))?;
-        let kind = match ty.as_str() {
+        let kind = match ty.as_str().as_deref() {
             Some("text") => Kind::Text,
             Some("image") => Kind::Image,
             Some("document") => Kind::Document,
@@ -126,30 +125,30 @@ impl<'a> Block<'a> {
     }
 
     /// The `text` of a text block, as a raw JSON string literal.
-    fn text(&self, at: Loc) -> Result<&LazyValue<'a>, ProxyError> {
+    fn text(&self, at: Loc) -> Result<&Lazy<'a>, ProxyError> {
         self.text.as_ref().filter(|t| t.is_str()).ok_or_else(|| bad(format_args!("{at}.text"), "required string"))
     }
 }
 
 /// A required string field of a block.
-fn req_str<'v, 'a>(v: &'v Option<LazyValue<'a>>, at: Loc, field: &str) -> Result<&'v LazyValue<'a>, ProxyError> {
+fn req_str<'v, 'a>(v: &'v Option<Lazy<'a>>, at: Loc, field: &str) -> Result<&'v Lazy<'a>, ProxyError> {
     v.as_ref().filter(|v| v.is_str()).ok_or_else(|| bad(format_args!("{at}.{field}"), "required string"))
 }
 
 /// Writes a system message for `content` (a string or text blocks) at `at`
 /// (`Loc::System` for the top-level field, `Loc::Msg(i)` mid-list).
-pub(super) fn write_system(out: &mut Vec<u8>, content: LazyValue<'_>, at: Loc) -> Result<(), ProxyError> {
+pub(super) fn write_system(out: &mut Vec<u8>, content: Lazy<'_>, at: Loc) -> Result<(), ProxyError> {
     let mark = out.len();
     out.extend_from_slice(b"{\"role\":\"system\",\"content\":\"");
     let start = out.len();
     if content.is_str() {
         out.extend_from_slice(raw_body(&content).as_bytes());
     } else {
-        let blocks = content.into_array_iter().ok_or_else(|| bad(at.content_path(), "must be a string or an array"))?;
+        let blocks = content.elements().ok_or_else(|| bad(at.content_path(), "must be a string or an array"))?;
         let mut first = true;
         for (j, v) in blocks.enumerate() {
             let bat = at.block(j);
-            let (b, kind) = Block::read(v.map_err(json_error)?, bat)?;
+            let (b, kind) = Block::read(v, bat)?;
             if kind != Kind::Text {
                 return Err(bad(bat, "system content must be text blocks"));
             }
@@ -173,12 +172,8 @@ pub(super) fn write_system(out: &mut Vec<u8>, content: LazyValue<'_>, at: Loc) -
 }
 
 /// Writes every message; returns how many input messages there were.
-pub(super) fn write_messages(
-    out: &mut Vec<u8>,
-    msgs: LazyValue<'_>,
-    opts: &RequestOptions,
-) -> Result<usize, ProxyError> {
-    let iter = msgs.into_array_iter().ok_or_else(|| bad("messages", "must be an array"))?;
+pub(super) fn write_messages(out: &mut Vec<u8>, msgs: Lazy<'_>, opts: &RequestOptions) -> Result<usize, ProxyError> {
+    let iter = msgs.elements().ok_or_else(|| bad("messages", "must be an array"))?;
     let mut n = 0;
     // OpenAI wants tool messages right after the assistant's tool_calls, so
     // system messages arriving in between are held until the tool messages
@@ -188,11 +183,10 @@ pub(super) fn write_messages(
     for (i, msg) in iter.enumerate() {
         n += 1;
         let at = Loc::Msg(i);
-        let fields = msg.map_err(json_error)?.into_object_iter().ok_or_else(|| bad(at, "must be an object"))?;
+        let fields = msg.entries().ok_or_else(|| bad(at, "must be an object"))?;
         let (mut role, mut content) = (None, None);
-        for item in fields {
-            let (key, v) = item.map_err(json_error)?;
-            match key.as_ref() {
+        for (key, v) in fields {
+            match &*key.name() {
                 "role" => role = Some(v),
                 "content" => content = Some(v),
                 _ => {}
@@ -200,7 +194,7 @@ pub(super) fn write_messages(
         }
         let role = role.ok_or_else(|| bad(format_args!("{at}.role"), "required"))?;
         let content = present(content).ok_or_else(|| bad(at.content_path(), "required"))?;
-        match role.as_str() {
+        match role.as_str().as_deref() {
             Some("user") => {
                 write_user(out, content, at, opts, &mut held)?;
                 awaiting_tools = false;
@@ -218,7 +212,7 @@ pub(super) fn write_messages(
     Ok(n)
 }
 
-fn flush_held(out: &mut Vec<u8>, held: &mut Vec<(LazyValue<'_>, Loc)>) -> Result<(), ProxyError> {
+fn flush_held(out: &mut Vec<u8>, held: &mut Vec<(Lazy<'_>, Loc)>) -> Result<(), ProxyError> {
     for (content, at) in held.drain(..) {
         write_system(out, content, at)?;
     }
@@ -227,10 +221,10 @@ fn flush_held(out: &mut Vec<u8>, held: &mut Vec<(LazyValue<'_>, Loc)>) -> Result
 
 fn write_user<'a>(
     out: &mut Vec<u8>,
-    content: LazyValue<'a>,
+    content: Lazy<'a>,
     at: Loc,
     opts: &RequestOptions,
-    held: &mut Vec<(LazyValue<'a>, Loc)>,
+    held: &mut Vec<(Lazy<'a>, Loc)>,
 ) -> Result<(), ProxyError> {
     if content.is_str() {
         flush_held(out, held)?;
@@ -242,13 +236,13 @@ fn write_user<'a>(
     if !content.is_array() {
         return Err(bad(at.content_path(), "must be a string or an array"));
     }
-    let blocks = || content.clone().into_array_iter().into_iter().flatten().enumerate();
+    let blocks = || content.elements().into_iter().flatten().enumerate();
 
     // Pass 1: tool messages, and a census of what else the turn holds.
     let (mut moved, mut rest, mut rest_all_text) = (false, 0usize, true);
     for (j, v) in blocks() {
         let bat = at.block(j);
-        let (b, kind) = Block::read(v.map_err(json_error)?, bat)?;
+        let (b, kind) = Block::read(v, bat)?;
         match kind {
             Kind::ToolResult => moved |= write_tool_message(out, &b, bat)?,
             Kind::Text => rest += 1,
@@ -269,7 +263,7 @@ fn write_user<'a>(
     if rest == 1 && rest_all_text && !moved {
         for (j, v) in blocks() {
             let bat = at.block(j);
-            let (b, kind) = Block::read(v.map_err(json_error)?, bat)?;
+            let (b, kind) = Block::read(v, bat)?;
             if kind == Kind::Text {
                 out.extend_from_slice(b.text(bat)?.as_raw_str().as_bytes());
             }
@@ -282,14 +276,14 @@ fn write_user<'a>(
         // Pass 2: attachments of tool results, right after their tool messages.
         for (j, v) in blocks() {
             let bat = at.block(j);
-            let (b, kind) = Block::read(v.map_err(json_error)?, bat)?;
+            let (b, kind) = Block::read(v, bat)?;
             if kind != Kind::ToolResult {
                 continue;
             }
-            let Some(parts) = b.content.and_then(|c| c.into_array_iter()) else { continue };
+            let Some(parts) = b.content.and_then(|c| c.elements()) else { continue };
             for (k, p) in parts.enumerate() {
                 let pat = bat.block(k);
-                let (pb, pkind) = Block::read(p.map_err(json_error)?, pat)?;
+                let (pb, pkind) = Block::read(p, pat)?;
                 if matches!(pkind, Kind::Image | Kind::Document) {
                     write_part(out, &pb, pkind, pat, opts)?;
                 }
@@ -300,7 +294,7 @@ fn write_user<'a>(
         // Pass 3: the turn's own parts.
         for (j, v) in blocks() {
             let bat = at.block(j);
-            let (b, kind) = Block::read(v.map_err(json_error)?, bat)?;
+            let (b, kind) = Block::read(v, bat)?;
             if matches!(kind, Kind::Text | Kind::Image | Kind::Document) {
                 write_part(out, &b, kind, bat, opts)?;
             }
@@ -327,15 +321,15 @@ fn write_tool_message(out: &mut Vec<u8>, b: &Block<'_>, at: Loc) -> Result<bool,
         out.extend_from_slice(TOOL_ERROR_PREFIX.as_bytes());
     }
     let mut moved = false;
-    match present(b.content.clone()) {
+    match present(b.content) {
         None => {}
         Some(c) if c.is_str() => out.extend_from_slice(raw_body(&c).as_bytes()),
         Some(c) => {
-            let parts = c.into_array_iter().ok_or_else(|| bad(at.content_path(), "must be a string or an array"))?;
+            let parts = c.elements().ok_or_else(|| bad(at.content_path(), "must be a string or an array"))?;
             let mut first = true;
             for (k, p) in parts.enumerate() {
                 let pat = at.block(k);
-                let (pb, kind) = Block::read(p.map_err(json_error)?, pat)?;
+                let (pb, kind) = Block::read(p, pat)?;
                 match kind {
                     Kind::Text => {
                         if !first {
@@ -357,22 +351,18 @@ fn write_tool_message(out: &mut Vec<u8>, b: &Block<'_>, at: Loc) -> Result<bool,
 /// The fields of an image/document `source`.
 #[derive(Default)]
 struct Source<'a> {
-    ty: Option<LazyValue<'a>>,
-    media_type: Option<LazyValue<'a>>,
-    data: Option<LazyValue<'a>>,
-    url: Option<LazyValue<'a>>,
+    ty: Option<Lazy<'a>>,
+    media_type: Option<Lazy<'a>>,
+    data: Option<Lazy<'a>>,
+    url: Option<Lazy<'a>>,
 }
 
 fn read_source<'a>(b: &Block<'a>, at: Loc) -> Result<Source<'a>, ProxyError> {
-    let fields = b
-        .source
-        .clone()
-        .and_then(|s| s.into_object_iter())
-        .ok_or_else(|| bad(format_args!("{at}.source"), "required object"))?;
+    let fields =
+        b.source.and_then(|s| s.entries()).ok_or_else(|| bad(format_args!("{at}.source"), "required object"))?;
     let mut s = Source::default();
-    for item in fields {
-        let (key, v) = item.map_err(json_error)?;
-        let slot = match key.as_ref() {
+    for (key, v) in fields {
+        let slot = match &*key.name() {
             "type" => &mut s.ty,
             "media_type" => &mut s.media_type,
             "data" => &mut s.data,
@@ -384,7 +374,7 @@ fn read_source<'a>(b: &Block<'a>, at: Loc) -> Result<Source<'a>, ProxyError> {
     Ok(s)
 }
 
-fn source_str<'v>(v: &'v Option<LazyValue<'_>>, at: Loc, field: &str) -> Result<&'v str, ProxyError> {
+fn source_str<'v>(v: &'v Option<Lazy<'_>>, at: Loc, field: &str) -> Result<&'v str, ProxyError> {
     match v {
         Some(v) if v.is_str() => Ok(raw_body(v)),
         _ => Err(bad(format_args!("{at}.source.{field}"), "required string")),
@@ -402,7 +392,7 @@ fn write_part(out: &mut Vec<u8>, b: &Block<'_>, kind: Kind, at: Loc, opts: &Requ
         Kind::Image => {
             let s = read_source(b, at)?;
             out.extend_from_slice(b"{\"type\":\"image_url\",\"image_url\":{\"url\":\"");
-            match s.ty.as_ref().and_then(|t| t.as_str()) {
+            match s.ty.as_ref().and_then(|t| t.as_str()).as_deref() {
                 Some("base64") => {
                     out.extend_from_slice(b"data:");
                     out.extend_from_slice(source_str(&s.media_type, at, "media_type")?.as_bytes());
@@ -416,7 +406,7 @@ fn write_part(out: &mut Vec<u8>, b: &Block<'_>, kind: Kind, at: Loc, opts: &Requ
         }
         Kind::Document => {
             let s = read_source(b, at)?;
-            match s.ty.as_ref().and_then(|t| t.as_str()) {
+            match s.ty.as_ref().and_then(|t| t.as_str()).as_deref() {
                 Some("text") => {
                     out.extend_from_slice(b"{\"type\":\"text\",\"text\":\"");
                     out.extend_from_slice(source_str(&s.data, at, "data")?.as_bytes());
@@ -456,12 +446,7 @@ fn write_part(out: &mut Vec<u8>, b: &Block<'_>, kind: Kind, at: Loc, opts: &Requ
 }
 
 /// Writes an assistant message; returns whether it carries tool_calls.
-fn write_assistant(
-    out: &mut Vec<u8>,
-    content: LazyValue<'_>,
-    at: Loc,
-    opts: &RequestOptions,
-) -> Result<bool, ProxyError> {
+fn write_assistant(out: &mut Vec<u8>, content: Lazy<'_>, at: Loc, opts: &RequestOptions) -> Result<bool, ProxyError> {
     if content.is_str() {
         out.extend_from_slice(b"{\"role\":\"assistant\",\"content\":");
         out.extend_from_slice(content.as_raw_str().as_bytes());
@@ -471,14 +456,14 @@ fn write_assistant(
     if !content.is_array() {
         return Err(bad(at.content_path(), "must be a string or an array"));
     }
-    let blocks = || content.clone().into_array_iter().into_iter().flatten().enumerate();
+    let blocks = || content.elements().into_iter().flatten().enumerate();
 
     let mark = out.len();
     out.extend_from_slice(b"{\"role\":\"assistant\",\"content\":\"");
     let (mut any_text, mut calls) = (false, 0usize);
     for (j, v) in blocks() {
         let bat = at.block(j);
-        let (b, kind) = Block::read(v.map_err(json_error)?, bat)?;
+        let (b, kind) = Block::read(v, bat)?;
         match kind {
             Kind::Text => {
                 if any_text {
@@ -507,7 +492,7 @@ fn write_assistant(
         out.extend_from_slice(b",\"tool_calls\":[");
         for (j, v) in blocks() {
             let bat = at.block(j);
-            let (b, kind) = Block::read(v.map_err(json_error)?, bat)?;
+            let (b, kind) = Block::read(v, bat)?;
             if kind != Kind::ToolUse {
                 continue;
             }
@@ -518,7 +503,7 @@ fn write_assistant(
             out.extend_from_slice(b",\"type\":\"function\",\"function\":{\"name\":");
             write_name(out, name, None);
             out.extend_from_slice(b",\"arguments\":");
-            match present(b.input.clone()) {
+            match present(b.input) {
                 None => out.extend_from_slice(b"\"{}\""),
                 Some(input) if input.is_object() => json::write_str(out, input.as_raw_str()),
                 Some(_) => return Err(bad(format_args!("{bat}.input"), "must be an object")),
@@ -543,13 +528,13 @@ fn write_assistant(
 /// `,"reasoning_content":"…"`: the turn's thinking texts joined, raw.
 fn write_reasoning_content<'a>(
     out: &mut Vec<u8>,
-    blocks: impl Iterator<Item = (usize, sonic_rs::Result<LazyValue<'a>>)>,
+    blocks: impl Iterator<Item = (usize, Lazy<'a>)>,
     at: Loc,
 ) -> Result<(), ProxyError> {
     out.extend_from_slice(b",\"reasoning_content\":\"");
     let mut first = true;
     for (j, v) in blocks {
-        let (b, kind) = Block::read(v.map_err(json_error)?, at.block(j))?;
+        let (b, kind) = Block::read(v, at.block(j))?;
         let Some(t) = b.thinking.filter(|t| kind == Kind::Thinking && t.is_str()) else { continue };
         let text = raw_body(&t);
         if text.is_empty() {

@@ -9,34 +9,32 @@
 //! pairs are collected for the response side. `ccpx_` tool ids are decoded
 //! back to the upstream's own ids.
 
-use sonic_rs::{JsonValueTrait, LazyValue};
+use crate::json::Lazy;
 
-use super::{bad, close_array, json_error, present, raw_body};
+use super::{bad, close_array, present, raw_body};
 use crate::convert::quirks::Quirks;
 use crate::convert::tool_names::{self, ToolNames};
 use crate::convert::{schema, tool_ids};
 use crate::error::ProxyError;
 use crate::json;
 
-/// Whether any tool's `type` starts with `web_search`. A byte search over
-/// the raw tools gates the walk, so requests without one pay almost nothing.
-pub(super) fn has_web_search(tools: &LazyValue<'_>) -> bool {
-    if memchr::memmem::find(tools.as_raw_str().as_bytes(), b"web_search").is_none() {
-        return false;
-    }
-    let Some(iter) = tools.clone().into_array_iter() else { return false };
-    iter.flatten().any(|t| t.get("type").is_some_and(|ty| ty.as_str().is_some_and(|s| s.starts_with("web_search"))))
+/// Whether any tool's `type` starts with `web_search`. Each tool's fields
+/// are visited, but its schema and description are skipped via the tape.
+pub(super) fn has_web_search(tools: &Lazy<'_>) -> bool {
+    let Some(mut iter) = tools.elements() else { return false };
+    iter.any(|t| t.get("type").is_some_and(|ty| ty.as_str().is_some_and(|s| s.starts_with("web_search"))))
 }
 
 /// Writes a tool name (a JSON string value) as the upstream knows it;
 /// shortened pairs are recorded in `names` when given.
-pub(super) fn write_name(out: &mut Vec<u8>, name: &LazyValue<'_>, names: Option<&mut ToolNames>) {
+pub(super) fn write_name(out: &mut Vec<u8>, name: &Lazy<'_>, names: Option<&mut ToolNames>) {
     // Escaped text is never shorter than the name it encodes.
     if raw_body(name).len() <= tool_names::MAX_LEN {
         out.extend_from_slice(name.as_raw_str().as_bytes());
         return;
     }
-    let full = name.as_str().unwrap_or("");
+    let full = name.as_str().unwrap_or_default();
+    let full = &*full;
     match tool_names::upstream_name(full) {
         std::borrow::Cow::Borrowed(_) => out.extend_from_slice(name.as_raw_str().as_bytes()),
         std::borrow::Cow::Owned(short) => {
@@ -50,8 +48,9 @@ pub(super) fn write_name(out: &mut Vec<u8>, name: &LazyValue<'_>, names: Option<
 
 /// Writes a client tool id (a JSON string value) as the upstream's id and
 /// returns the Gemini thought signature it carried, if any.
-pub(super) fn write_id(out: &mut Vec<u8>, id: &LazyValue<'_>) -> Option<String> {
-    let decoded = raw_body(id).starts_with(tool_ids::PREFIX).then(|| id.as_str().and_then(tool_ids::decode)).flatten();
+pub(super) fn write_id(out: &mut Vec<u8>, id: &Lazy<'_>) -> Option<String> {
+    let decoded =
+        raw_body(id).starts_with(tool_ids::PREFIX).then(|| id.as_str().and_then(|s| tool_ids::decode(&s))).flatten();
     match decoded {
         Some(d) => {
             json::write_str(out, &d.id);
@@ -67,21 +66,19 @@ pub(super) fn write_id(out: &mut Vec<u8>, id: &LazyValue<'_>) -> Option<String> 
 /// Writes `,"tools":[...]` and returns whether any function tool was written.
 pub(super) fn write_tools(
     out: &mut Vec<u8>,
-    tools: LazyValue<'_>,
+    tools: Lazy<'_>,
     quirks: &Quirks,
     names: &mut ToolNames,
 ) -> Result<bool, ProxyError> {
-    let iter = tools.into_array_iter().ok_or_else(|| bad("tools", "must be an array"))?;
+    let iter = tools.elements().ok_or_else(|| bad("tools", "must be an array"))?;
     let mark = out.len();
     out.extend_from_slice(b",\"tools\":[");
     let mut written = 0usize;
     for (i, tool) in iter.enumerate() {
-        let tool = tool.map_err(json_error)?;
-        let fields = tool.into_object_iter().ok_or_else(|| bad(format_args!("tools.{i}"), "must be an object"))?;
+        let fields = tool.entries().ok_or_else(|| bad(format_args!("tools.{i}"), "must be an object"))?;
         let (mut ty, mut name, mut desc, mut input_schema) = (None, None, None, None);
-        for item in fields {
-            let (key, v) = item.map_err(json_error)?;
-            match key.as_ref() {
+        for (key, v) in fields {
+            match &*key.name() {
                 "type" => ty = Some(v),
                 "name" => name = Some(v),
                 "description" => desc = Some(v),
@@ -90,7 +87,7 @@ pub(super) fn write_tools(
             }
         }
         if let Some(ty) = present(ty) {
-            match ty.as_str() {
+            match ty.as_str().as_deref() {
                 Some("custom") => {}
                 Some(kind) => {
                     tracing::debug!(tool = i, kind, "skipping Anthropic server tool: no OpenAI equivalent");
@@ -132,12 +129,11 @@ pub(super) fn write_tools(
 
 /// OpenAI rejects `tool_choice`/`parallel_tool_calls` without tools, so both
 /// are only written when at least one function tool went out.
-pub(super) fn write_tool_choice(out: &mut Vec<u8>, choice: LazyValue<'_>, has_tools: bool) -> Result<(), ProxyError> {
-    let fields = choice.into_object_iter().ok_or_else(|| bad("tool_choice", "must be an object"))?;
+pub(super) fn write_tool_choice(out: &mut Vec<u8>, choice: Lazy<'_>, has_tools: bool) -> Result<(), ProxyError> {
+    let fields = choice.entries().ok_or_else(|| bad("tool_choice", "must be an object"))?;
     let (mut ty, mut name, mut no_parallel) = (None, None, false);
-    for item in fields {
-        let (key, v) = item.map_err(json_error)?;
-        match key.as_ref() {
+    for (key, v) in fields {
+        match &*key.name() {
             "type" => ty = Some(v),
             "name" => name = Some(v),
             "disable_parallel_tool_use" => {
@@ -151,7 +147,7 @@ pub(super) fn write_tool_choice(out: &mut Vec<u8>, choice: LazyValue<'_>, has_to
         }
     }
     let ty = ty.ok_or_else(|| bad("tool_choice.type", "required"))?;
-    let value: &[u8] = match ty.as_str() {
+    let value: &[u8] = match ty.as_str().as_deref() {
         Some("auto") => b"\"auto\"",
         Some("any") => b"\"required\"",
         Some("none") => b"\"none\"",
