@@ -2,7 +2,7 @@
 # Builds the libFuzzer targets in fuzz/ and runs each for a bounded time,
 # printing per target: seconds run, executions, crashes.
 #
-#   scripts/fuzz.sh [--seconds N] [--build-only] [target...]
+#   scripts/fuzz.sh [--seconds N] [--keep-going] [--build-only] [target...]
 #
 # Targets (default: all): http_request chunked sse request_convert
 # response_convert stream_convert. N defaults to 60.
@@ -12,6 +12,9 @@
 # the build runs with RUSTC_BOOTSTRAP=1, which lets stable rustc accept -Z
 # flags; the ASan runtime ships with the stable rust-std. cargo-fuzz itself
 # is installed with `cargo install` when missing (about 4 minutes).
+#
+# --keep-going runs libFuzzer in fork mode with -ignore_crashes=1, so a known
+# crash does not end the run; every crash found is still saved.
 #
 # New inputs libFuzzer finds go into fuzz/corpus/<target>/ (ignored by git;
 # only the seed-* files are committed). A crash stops that target's run and
@@ -23,13 +26,15 @@ ROOT="$PWD"
 
 SECONDS_PER=60
 BUILD_ONLY=0
+KEEP_GOING=()
 TARGETS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) SECONDS_PER="$2"; shift 2 ;;
     --seconds=*) SECONDS_PER="${1#*=}"; shift ;;
     --build-only) BUILD_ONLY=1; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    --keep-going) KEEP_GOING=(-fork=1 -ignore_crashes=1); shift ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
     *) TARGETS+=("$1"); shift ;;
   esac
@@ -68,13 +73,14 @@ for t in "${TARGETS[@]}"; do
   t0=$(date +%s)
   set +e
   cargo fuzz run "$t" -- -max_total_time="$SECONDS_PER" -timeout=10 -max_len=16384 \
-    -print_final_stats=1 > "$log" 2>&1
+    -print_final_stats=1 "${KEEP_GOING[@]}" > "$log" 2>&1
   rc=$?
   set -e
   took=$(( $(date +%s) - t0 ))
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
   if [ -z "$execs" ]; then
-    # A crash ends the run before the final stats: take the last status line.
+    # A crash ends the run before the final stats (fork mode prints none):
+    # take the last status line.
     execs=$(grep -o '^#[0-9]*' "$log" | tail -1 | tr -d '#')
   fi
   after=$(find "fuzz/artifacts/$t" -type f | wc -l)

@@ -63,3 +63,26 @@ fn stream_checker_rejects_bad_streams() {
         assert!(std::panic::catch_unwind(|| harness::check_stream(b)).is_err(), "{}", String::from_utf8_lossy(b));
     }
 }
+
+// ---- crashes found by fuzzing, one test each (the fix belongs in src/) ----
+
+/// response_convert, found 2026-11-28 (fuzz/regressions/response_convert/crash-383d…):
+/// an upstream string with an invalid `\u` escape (`\uing`, non-hex digits)
+/// is not rejected by sonic-rs's lazy walk, and `write_raw_json`
+/// (src/convert/response.rs) copies it verbatim, so the client gets an HTTP
+/// 200 body that is not valid JSON. The original input had it in a tool name;
+/// the minimal case below has it in text content.
+#[test]
+fn response_invalid_unicode_escape_in_tool_name() {
+    harness::response_convert(include_bytes!(
+        "../fuzz/regressions/response_convert/crash-383d78b9f089932a6e487eb70da7c75ddadfab1c"
+    ));
+}
+
+/// Minimal form of the crash above: `\uZZZZ` in `choices[0].message.content`.
+#[test]
+fn response_invalid_unicode_escape_in_text() {
+    harness::response_convert(
+        b"\x00{\"choices\":[{\"message\":{\"content\":\"a\\uZZZZ\"},\"finish_reason\":\"stop\"}]}",
+    );
+}
