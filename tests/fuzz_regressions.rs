@@ -86,3 +86,51 @@ fn response_invalid_unicode_escape_in_text() {
         b"\x00{\"choices\":[{\"message\":{\"content\":\"a\\uZZZZ\"},\"finish_reason\":\"stop\"}]}",
     );
 }
+
+/// response_convert, found 2026-11-28 after 336 s: tool `arguments` given as
+/// a JSON object holding a number beyond f64 range. ccproxy copies the
+/// model's arguments raw, which is right: the text is valid JSON, and the
+/// SDKs' parsers (JavaScript, Python) read it as Infinity. The harness's
+/// strict parser refused it, so the harness now zeroes such numbers for its
+/// structural checks. This asserts both halves: the proxy's output keeps
+/// the number verbatim, and the harness accepts it.
+#[test]
+fn response_tool_arguments_with_a_number_beyond_f64() {
+    let big = "9".repeat(40) + "E9999";
+    let body = format!(
+        r#"{{"choices":[{{"message":{{"tool_calls":[{{"id":"call_1","type":"function",
+        "function":{{"name":"calc","arguments":{{"n":{big},"s":"1e999"}}}}}}]}},"finish_reason":"tool_calls"}}]}}"#
+    );
+    let names = ccproxy::convert::ToolNames::default();
+    let mut out = Vec::new();
+    ccproxy::convert::response::convert_response(body.as_bytes(), "claude-fuzz", "msg_fuzz", &names, &mut out)
+        .expect("converts");
+    let text = String::from_utf8(out).expect("utf-8");
+    assert!(text.contains(&format!(r#""input":{{"n":{big},"s":"1e999"}}"#)), "{text}");
+    let fixed = harness::finite_numbers(text.as_bytes()).expect("the big number is found");
+    let fixed = String::from_utf8(fixed).unwrap();
+    assert!(fixed.contains(r#""input":{"n":0,"s":"1e999"}"#), "only the number token changes: {fixed}");
+    let mut input = vec![0u8];
+    input.extend_from_slice(body.as_bytes());
+    assert!(harness::response_convert(&input), "accepted all the way");
+}
+
+/// request_convert, found 2026-11-28 after 752 s: a message with duplicate
+/// `role` keys (the last wins) whose only content is a thinking block
+/// converted to an OpenAI body with an empty `messages` array, which every
+/// upstream refuses. It is now a 400 naming `messages`.
+#[test]
+fn request_with_only_thinking_left_is_refused() {
+    let body = br#"{"model":"m","max_tokens":5,"messages":[{"role":"user","role":"assistant",
+        "content":[{"type":"thinking","thinking":"hmm","signature":"sig"}]}]}"#;
+    for ctrl in 0..4u8 {
+        let mut input = vec![ctrl];
+        input.extend_from_slice(body);
+        assert!(!harness::request_convert(&input), "variant {ctrl}: must be refused, not converted");
+    }
+    let q = ccproxy::convert::Quirks::default();
+    let opts = ccproxy::convert::request::RequestOptions { model: "gpt-4o", quirks: &q, max_tokens_cap: None };
+    let e = ccproxy::convert::request::convert_request(body, &opts, &mut Vec::new()).expect_err("refused");
+    assert_eq!((e.status, e.kind.as_str()), (400, "invalid_request_error"));
+    assert!(e.message.starts_with("messages: "), "{}", e.message);
+}

@@ -246,10 +246,56 @@ pub fn sse(data: &[u8]) -> bool {
 // ---------------------------------------------------------------- converters
 
 fn json(bytes: &[u8], what: &str) -> Value {
-    match sonic_rs::from_slice::<Value>(bytes) {
-        Ok(v) => v,
-        Err(e) => panic!("{what} is not valid JSON ({e}): {}", String::from_utf8_lossy(bytes)),
+    let first = match sonic_rs::from_slice::<Value>(bytes) {
+        Ok(v) => return v,
+        Err(e) => e,
+    };
+    // A number beyond f64 range (`1e999`) is valid JSON, and ccproxy rightly
+    // passes a model's tool arguments through untouched; JavaScript and
+    // Python parse it as Infinity. sonic-rs refuses it, so such numbers are
+    // zeroed for the structural checks, and only they.
+    match finite_numbers(bytes).map(|b| sonic_rs::from_slice::<Value>(&b)) {
+        Some(Ok(v)) => v,
+        _ => panic!("{what} is not valid JSON ({first}): {}", String::from_utf8_lossy(bytes)),
     }
+}
+
+/// `bytes` with every number token (outside strings) that overflows f64
+/// replaced by `0`, or None when there is none.
+pub fn finite_numbers(bytes: &[u8]) -> Option<Vec<u8>> {
+    let (mut out, mut changed, mut i) = (Vec::with_capacity(bytes.len()), false, 0);
+    let mut in_str = false;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_str {
+            out.push(b);
+            match b {
+                b'\\' if i + 1 < bytes.len() => {
+                    out.push(bytes[i + 1]);
+                    i += 1;
+                }
+                b'"' => in_str = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'"' {
+            in_str = true;
+        } else if b == b'-' || b.is_ascii_digit() {
+            let end = bytes[i..].iter().position(|c| !matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'));
+            let end = i + end.unwrap_or(bytes.len() - i);
+            let tok = &bytes[i..end];
+            let inf = std::str::from_utf8(tok).ok().and_then(|t| t.parse::<f64>().ok()).is_some_and(f64::is_infinite);
+            out.extend_from_slice(if inf { b"0" } else { tok });
+            changed |= inf;
+            i = end;
+            continue;
+        }
+        out.push(b);
+        i += 1;
+    }
+    changed.then_some(out)
 }
 
 fn is_valid_tool_id(id: &str) -> bool {

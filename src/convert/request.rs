@@ -224,9 +224,16 @@ pub fn convert_inspected(
     if let Some(system) = present(top.system) {
         messages::write_system(out, system, Loc::System)?;
     }
-    let n = messages::write_messages(out, msgs, opts)?;
+    let (n, turns) = messages::write_messages(out, msgs, opts)?;
     if n == 0 {
         return Err(ProxyError::bad_request("messages: must contain at least one message"));
+    }
+    if turns == 0 {
+        // Thinking blocks are not sent upstream and empty turns are dropped;
+        // an upstream given nothing to answer would refuse the request anyway.
+        return Err(ProxyError::bad_request(
+            "messages: no user or assistant content left to send upstream (only thinking blocks or empty content)",
+        ));
     }
     close_array(out);
 

@@ -171,10 +171,16 @@ pub(super) fn write_system(out: &mut Vec<u8>, content: Lazy<'_>, at: Loc) -> Res
     Ok(())
 }
 
-/// Writes every message; returns how many input messages there were.
-pub(super) fn write_messages(out: &mut Vec<u8>, msgs: Lazy<'_>, opts: &RequestOptions) -> Result<usize, ProxyError> {
+/// Writes every message. Returns how many input messages there were and how many user, assistant
+/// or tool messages came out: turns holding only thinking or empty content
+/// are dropped, which can leave nothing for the upstream to answer.
+pub(super) fn write_messages(
+    out: &mut Vec<u8>,
+    msgs: Lazy<'_>,
+    opts: &RequestOptions,
+) -> Result<(usize, usize), ProxyError> {
     let iter = msgs.elements().ok_or_else(|| bad("messages", "must be an array"))?;
-    let mut n = 0;
+    let (mut n, mut turns) = (0, 0);
     // OpenAI wants tool messages right after the assistant's tool_calls, so
     // system messages arriving in between are held until the tool messages
     // of the next user turn are out. Allocates only in that rare case.
@@ -196,12 +202,14 @@ pub(super) fn write_messages(out: &mut Vec<u8>, msgs: Lazy<'_>, opts: &RequestOp
         let content = present(content).ok_or_else(|| bad(at.content_path(), "required"))?;
         match role.as_str().as_deref() {
             Some("user") => {
-                write_user(out, content, at, opts, &mut held)?;
+                turns += usize::from(write_user(out, content, at, opts, &mut held)?);
                 awaiting_tools = false;
             }
             Some("assistant") => {
                 flush_held(out, &mut held)?;
+                let before = out.len();
                 awaiting_tools = write_assistant(out, content, at, opts)?;
+                turns += usize::from(out.len() > before);
             }
             Some("system") if awaiting_tools => held.push((content, at)),
             Some("system") => write_system(out, content, at)?,
@@ -209,7 +217,7 @@ pub(super) fn write_messages(out: &mut Vec<u8>, msgs: Lazy<'_>, opts: &RequestOp
         }
     }
     flush_held(out, &mut held)?;
-    Ok(n)
+    Ok((n, turns))
 }
 
 fn flush_held(out: &mut Vec<u8>, held: &mut Vec<(Lazy<'_>, Loc)>) -> Result<(), ProxyError> {
@@ -225,13 +233,13 @@ fn write_user<'a>(
     at: Loc,
     opts: &RequestOptions,
     held: &mut Vec<(Lazy<'a>, Loc)>,
-) -> Result<(), ProxyError> {
+) -> Result<bool, ProxyError> {
     if content.is_str() {
         flush_held(out, held)?;
         out.extend_from_slice(b"{\"role\":\"user\",\"content\":");
         out.extend_from_slice(content.as_raw_str().as_bytes());
         out.extend_from_slice(b"},");
-        return Ok(());
+        return Ok(true);
     }
     if !content.is_array() {
         return Err(bad(at.content_path(), "must be a string or an array"));
@@ -239,12 +247,15 @@ fn write_user<'a>(
     let blocks = || content.elements().into_iter().flatten().enumerate();
 
     // Pass 1: tool messages, and a census of what else the turn holds.
-    let (mut moved, mut rest, mut rest_all_text) = (false, 0usize, true);
+    let (mut moved, mut rest, mut rest_all_text, mut tools) = (false, 0usize, true, false);
     for (j, v) in blocks() {
         let bat = at.block(j);
         let (b, kind) = Block::read(v, bat)?;
         match kind {
-            Kind::ToolResult => moved |= write_tool_message(out, &b, bat)?,
+            Kind::ToolResult => {
+                moved |= write_tool_message(out, &b, bat)?;
+                tools = true;
+            }
             Kind::Text => rest += 1,
             Kind::Image | Kind::Document => {
                 rest += 1;
@@ -256,7 +267,7 @@ fn write_user<'a>(
     }
     flush_held(out, held)?;
     if rest == 0 && !moved {
-        return Ok(());
+        return Ok(tools);
     }
 
     out.extend_from_slice(b"{\"role\":\"user\",\"content\":");
@@ -269,7 +280,7 @@ fn write_user<'a>(
             }
         }
         out.extend_from_slice(b"},");
-        return Ok(());
+        return Ok(true);
     }
     out.push(b'[');
     if moved {
@@ -302,7 +313,7 @@ fn write_user<'a>(
     }
     close_array(out);
     out.extend_from_slice(b"},");
-    Ok(())
+    Ok(true)
 }
 
 /// Writes one `role:"tool"` message; returns whether the result holds

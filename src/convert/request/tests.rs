@@ -299,6 +299,20 @@ fn unknown_block_types_and_bad_shapes_name_the_field() {
     for (m, want) in cases {
         assert_eq!(err(&req(m, "")), want, "{m}");
     }
+    // Turns that convert to nothing (thinking is not sent upstream, empty
+    // turns are dropped) must not leave an empty or system-only request.
+    let nothing_left = "messages: no user or assistant content left to send upstream \
+                        (only thinking blocks or empty content)";
+    let cases = [
+        r#"[{"role":"assistant","content":[{"type":"thinking","thinking":"t","signature":"s"}]}]"#,
+        // Found by fuzzing: the last of duplicate keys wins, as in serde.
+        r#"[{"role":"user","role":"assistant","content":[{"type":"redacted_thinking","data":"d"}]}]"#,
+        r#"[{"role":"user","content":[]}]"#,
+        r#"[{"role":"system","content":"be brief"},{"role":"assistant","content":[]}]"#,
+    ];
+    for m in cases {
+        assert_eq!(err(&req(m, "")), nothing_left, "{m}");
+    }
 }
 
 #[test]
