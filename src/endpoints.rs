@@ -45,6 +45,8 @@ pub fn write_status(out: &mut Vec<u8>, config: &Config, metrics: &Metrics) {
     json::write_u64(out, t.retries);
     out.extend_from_slice(b",\"fallbacks\":");
     json::write_u64(out, t.fallbacks);
+    out.extend_from_slice(b",\"connections_parked\":");
+    json::write_u64(out, t.parked);
     out.extend_from_slice(b",\"providers\":[");
     for (i, p) in config.providers.iter().enumerate() {
         if i > 0 {
@@ -112,6 +114,12 @@ pub fn write_metrics(out: &mut Vec<u8>, config: &Config, metrics: &Metrics) {
     counter(out, "ccproxy_upstream_fallbacks_total", "Fallback targets tried.", t.fallbacks);
     counter(out, "ccproxy_upstream_pool_hits_total", "Upstream requests on a pooled connection.", t.pool_hits);
     counter(out, "ccproxy_upstream_pool_misses_total", "Upstream connections opened.", t.upstream_connects);
+    counter(
+        out,
+        "ccproxy_connections_parked_total",
+        "Idle keep-alive client connections that released their buffers.",
+        t.parked,
+    );
     histogram(
         out,
         "ccproxy_upstream_latency_seconds",

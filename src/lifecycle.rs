@@ -11,7 +11,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
-use monoio::io::AsyncReadRent;
+use monoio::io::{AsyncReadRent, CancelableAsyncReadRent, Canceller};
 use monoio::net::{TcpListener, TcpStream};
 
 use crate::config::{Config, ProviderKind, ServerLimits};
@@ -38,6 +38,10 @@ const LINGER_TIME: Duration = Duration::from_secs(2);
 /// that grew them, so one huge request does not pin memory for the life of
 /// a keep-alive connection.
 const KEEP_BUFFER: usize = 1024 * 1024;
+/// How long an idle keep-alive connection waits for its next request with
+/// its buffers in place. A busy client's next request comes well within it;
+/// past it the connection parks (see [`wait_for_request`]).
+const HOT_IDLE: Duration = Duration::from_secs(1);
 
 /// Everything one worker thread owns. Shared by its connections through
 /// `Rc`, never across threads.
@@ -157,8 +161,17 @@ pub async fn accept_loop(slot: Rc<Slot>, listener: TcpListener) {
     let canceller = monoio::io::Canceller::new();
     let handle = canceller.handle();
     monoio::spawn(async move {
+        let mut ticks = 0u32;
         while !shutting_down() {
             monoio::time::sleep(Duration::from_millis(100)).await;
+            ticks = ticks.wrapping_add(1);
+            if ticks.is_multiple_of(10) {
+                // mimalloc returns freed pages to the OS only while it is
+                // being called; a worker whose connections all parked goes
+                // quiet, and would keep their released buffers resident.
+                // SAFETY: mi_collect only walks this thread's own heap.
+                unsafe { libmimalloc_sys::mi_collect(false) };
+            }
         }
         canceller.cancel();
     });
@@ -275,6 +288,9 @@ struct Conn {
     /// the head (the read buffer may move while the body arrives).
     anthropic_version: String,
     anthropic_beta: String,
+    /// Cancels the idle read when the connection parks; made on first use
+    /// and reused until then (it costs two allocations).
+    canceller: Option<Canceller>,
 }
 
 /// Why a request handler stopped.
@@ -309,7 +325,7 @@ async fn serve_connection(slot: Rc<Slot>, stream: TcpStream, _open: Counted) {
         rbuf: Vec::with_capacity(READ_RESERVE),
         pos: 0,
         body: Vec::new(),
-        wbuf: Vec::with_capacity(4096),
+        wbuf: Vec::new(),
         ubuf: Vec::new(),
         scratch: Vec::new(),
         events: Vec::new(),
@@ -317,6 +333,7 @@ async fn serve_connection(slot: Rc<Slot>, stream: TcpStream, _open: Counted) {
         label: String::new(),
         anthropic_version: String::new(),
         anthropic_beta: String::new(),
+        canceller: None,
     };
     loop {
         // Each request runs on the configuration current when it starts.
@@ -419,6 +436,21 @@ async fn serve_connection(slot: Rc<Slot>, stream: TcpStream, _open: Counted) {
 }
 
 impl Conn {
+    /// Gives every buffer back to the allocator: the connection is idle and
+    /// keeps only its socket and this struct until the client speaks again.
+    fn park(&mut self) {
+        for b in [&mut self.body, &mut self.wbuf, &mut self.ubuf, &mut self.scratch, &mut self.events, &mut self.ping] {
+            *b = Vec::new();
+        }
+        for s in [&mut self.label, &mut self.anthropic_version, &mut self.anthropic_beta] {
+            *s = String::new();
+        }
+        // Only called between requests, with nothing pipelined left unread.
+        debug_assert_eq!(self.pos, self.rbuf.len());
+        self.rbuf = Vec::new();
+        self.pos = 0;
+    }
+
     fn release_large_buffers(&mut self) {
         for b in [&mut self.body, &mut self.wbuf, &mut self.ubuf, &mut self.scratch, &mut self.events] {
             if b.capacity() > KEEP_BUFFER {
@@ -514,15 +546,67 @@ async fn read_head(c: &mut Conn, limits: &Limits, t: &ServerLimits) -> Result<Op
         let limit = if idle { now + t.idle_timeout } else { *deadline.get_or_insert(now + t.header_timeout) };
         // EOF, a reset or a timeout while waiting for a head all end the
         // connection quietly: there is no request to answer.
-        match fill(c, limit).await {
+        let got = if idle { wait_for_request(c, limit).await } else { fill(c, limit).await };
+        match got {
             Ok(0) | Err(_) => return Ok(None),
             Ok(_) => {}
         }
     }
 }
 
-/// Appends what the client sent next to `rbuf`. Ok(0) means EOF.
-async fn fill(c: &mut Conn, deadline: monoio::time::Instant) -> std::io::Result<usize> {
+/// Waits for the first bytes of the next request on an idle connection, up
+/// to `deadline` (the idle timeout). For [`HOT_IDLE`] it reads with its
+/// buffers in place, which is all a busy client ever sees. Then it parks:
+/// the read is cancelled, every buffer is released, and it waits for
+/// readability holding none, so ten thousand idle clients cost little more
+/// than their sockets. Ok(0) means EOF.
+async fn wait_for_request(c: &mut Conn, deadline: monoio::time::Instant) -> std::io::Result<usize> {
+    let hot = (monoio::time::Instant::now() + HOT_IDLE).min(deadline);
+    make_room(c);
+    let canceller = c.canceller.get_or_insert_with(Canceller::new);
+    let buf = std::mem::take(&mut c.rbuf);
+    let (len, cap) = (buf.len(), buf.capacity());
+    let (res, slice) = {
+        let read = c.stream.cancelable_read(buf.slice_mut(len..cap), canceller.handle());
+        let mut read = std::pin::pin!(read);
+        let quick = monoio::select! {
+            r = &mut read => Some(r),
+            _ = monoio::time::sleep_until(hot) => None,
+        };
+        match quick {
+            Some(r) => r,
+            None => {
+                // Cancelled through the handle, then awaited: with io_uring
+                // the read may complete just before the cancel lands, and
+                // dropping it instead would lose the bytes it consumed.
+                c.canceller = c.canceller.take().map(Canceller::cancel);
+                read.await
+            }
+        }
+    };
+    c.rbuf = slice.into_inner();
+    match res {
+        Ok(n) => {
+            crate::metrics::add_bytes_in(n);
+            return Ok(n);
+        }
+        Err(e) if e.raw_os_error() != Some(libc::ECANCELED) => return Err(e),
+        Err(_) => {}
+    }
+    if monoio::time::Instant::now() >= deadline {
+        return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "client idle timeout"));
+    }
+    c.park();
+    crate::metrics::with_shard(|s| Shard::bump(&s.parked));
+    match monoio::time::timeout_at(deadline, c.stream.readable(false)).await {
+        Ok(Ok(())) => fill(c, deadline).await,
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "client idle timeout")),
+    }
+}
+
+/// Makes sure `rbuf` has room for a read, reusing consumed space.
+fn make_room(c: &mut Conn) {
     if c.pos > 0 && c.pos == c.rbuf.len() {
         c.rbuf.clear();
         c.pos = 0;
@@ -534,6 +618,11 @@ async fn fill(c: &mut Conn, deadline: monoio::time::Instant) -> std::io::Result<
         }
         c.rbuf.reserve(READ_RESERVE);
     }
+}
+
+/// Appends what the client sent next to `rbuf`. Ok(0) means EOF.
+async fn fill(c: &mut Conn, deadline: monoio::time::Instant) -> std::io::Result<usize> {
+    make_room(c);
     let buf = std::mem::take(&mut c.rbuf);
     let (len, cap) = (buf.len(), buf.capacity());
     // monoio's read fills from index 0 and sets the length, so appending
@@ -680,7 +769,10 @@ async fn dispatch(
     match route {
         Route::Messages => {
             c.scratch = json;
-            return messages(w, c, body, keep_alive, head.http11, access).await;
+            // Boxed: its state (forwarding, relaying a stream) is most of a
+            // connection task's size, and an idle connection should not
+            // carry it. One allocation per request, freed when it ends.
+            return Box::pin(messages(w, c, body, keep_alive, head.http11, access)).await;
         }
         Route::CountTokens => match crate::tokens::count_tokens(body_bytes(c, body)) {
             Ok(n) => {
@@ -1021,6 +1113,28 @@ mod tests {
         assert_eq!(route(Method::Get, b"/v1/models"), Route::Models);
         assert_eq!(route(Method::Get, b"/nope"), Route::NotFound);
         assert_eq!(route(Method::Get, b"/metrics"), Route::Metrics);
+    }
+
+    /// Every open connection, idle ones included, holds its task's future
+    /// for its whole life; per-request state is boxed apart (see
+    /// `dispatch`). 10,000 idle clients should cost tens of MB, not hundreds.
+    #[test]
+    fn a_connection_task_is_small() {
+        fn size_of_future<F: std::future::Future>(_: &F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().unwrap();
+        rt.block_on(async {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let stream = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+            let cli = crate::config::Cli::default();
+            let config = std::sync::Arc::new(Config::load_with_home(&cli, None, &|_| None).unwrap());
+            let worker = Worker::new(0, config, Metrics::new(1));
+            let open = Rc::new(std::cell::Cell::new(0));
+            let task = serve_connection(Rc::new(Slot::new(worker)), stream, Counted::enter(&open));
+            let size = size_of_future(&task);
+            assert!(size <= 3 * 1024, "serve_connection's future is {size} bytes");
+        });
     }
 
     #[test]

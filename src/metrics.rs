@@ -114,6 +114,8 @@ pub struct Shard {
     pub pool_hits: AtomicU64,
     pub retries: AtomicU64,
     pub fallbacks: AtomicU64,
+    /// Idle keep-alive connections that released their buffers.
+    pub parked: AtomicU64,
     /// Gauges: raised and lowered by the owning worker only, so never below 0.
     pub in_flight: AtomicU64,
     pub in_flight_streams: AtomicU64,
@@ -138,6 +140,7 @@ impl Default for Shard {
             pool_hits: z(),
             retries: z(),
             fallbacks: z(),
+            parked: z(),
             in_flight: z(),
             in_flight_streams: z(),
             bytes_in: z(),
@@ -206,6 +209,7 @@ pub struct Totals {
     pub pool_hits: u64,
     pub retries: u64,
     pub fallbacks: u64,
+    pub parked: u64,
     pub in_flight: u64,
     pub in_flight_streams: u64,
     pub bytes_in: u64,
@@ -260,6 +264,7 @@ impl Metrics {
             t.pool_hits += s.pool_hits.load(Relaxed);
             t.retries += s.retries.load(Relaxed);
             t.fallbacks += s.fallbacks.load(Relaxed);
+            t.parked += s.parked.load(Relaxed);
             t.in_flight += s.in_flight.load(Relaxed);
             t.in_flight_streams += s.in_flight_streams.load(Relaxed);
             t.bytes_in += s.bytes_in.load(Relaxed);

@@ -128,3 +128,23 @@ fn key_never_logged_even_at_debug() {
         proxy::assert_log_clean(&log);
     });
 }
+
+/// The serving process runs without transparent huge pages (set before the
+/// runtime's first allocation), which halves idle memory with mimalloc; an
+/// explicit MIMALLOC_ALLOW_THP=1 keeps them. Launcher subcommands re-enable
+/// them so `claude` does not inherit the setting (tests/launcher.rs).
+#[test]
+fn huge_pages_are_off_unless_asked_for() {
+    let thp = |pid: u32| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+        status.lines().find_map(|l| l.strip_prefix("THP_enabled:")).map(|v| v.trim().to_owned())
+    };
+    for_each_driver(|d| {
+        let mock = Mock::start();
+        let proxy = ProxyCmd::new(d).upstream(&mock).start();
+        let Some(off) = thp(proxy.pid()) else { return }; // kernel without the field
+        assert_eq!(off, "0");
+        let proxy = ProxyCmd::new(d).upstream(&mock).env("MIMALLOC_ALLOW_THP", "1").start();
+        assert_eq!(thp(proxy.pid()).as_deref(), Some("1"));
+    });
+}

@@ -315,3 +315,64 @@ fn connection_close_and_malformed_requests() {
         assert_eq!(mock.request_count(), 0);
     });
 }
+
+/// A keep-alive connection left idle past the hot window parks: its read
+/// is cancelled and its buffers are released. The next request on it must
+/// be served exactly as on a busy connection, streamed or not, large or not,
+/// and then again after parking a second time.
+#[test]
+fn parked_keep_alive_connection_serves_its_next_requests() {
+    with_proxy(|mock, proxy| {
+        let long = "x".repeat(200_000);
+        mock.push(Reply::text("after parking"));
+        mock.push(Reply::sse(openai::text_stream(&["str", "eamed"])));
+        mock.push(Reply::text("large after parking"));
+        let mut c = proxy.client();
+        c.send(&request("GET", "/health", &[], b""));
+        assert_eq!(c.read_response().status, 200);
+        std::thread::sleep(std::time::Duration::from_millis(1600));
+        c.send(&post_json("/v1/messages", &simple_request("one")));
+        assert_eq!(c.read_response().json()["content"][0]["text"], "after parking");
+        std::thread::sleep(std::time::Duration::from_millis(1600));
+        c.send(&post_json("/v1/messages", &stream_request("two")));
+        let acc = accumulate(&c.read_response().events());
+        assert_eq!(acc.content(), &vec![json!({"type": "text", "text": "streamed"})]);
+        assert!(acc.saw_message_stop);
+        std::thread::sleep(std::time::Duration::from_millis(1600));
+        c.send(&post_json("/v1/messages", &simple_request(&long)));
+        assert_eq!(c.read_response().json()["content"][0]["text"], "large after parking");
+        assert_eq!(openai_text(&mock.last_body()["messages"][0]["content"]), long);
+        assert_eq!(mock.request_count(), 3);
+        // It really parked, once per idle gap (the status query's own
+        // connection is fresh and has not idled).
+        let status = proxy.get("/status").json();
+        assert_eq!(status["connections_parked"], 3, "{status}");
+    });
+}
+
+/// Requests sent around the moment the idle read is cancelled (the hot
+/// window is 1 s): bytes that land in the cancelled read must not be lost,
+/// so every one of these connections gets its answer.
+#[test]
+fn requests_racing_the_park_are_not_lost() {
+    with_proxy(|_mock, proxy| {
+        let threads: Vec<_> = (0..24u64)
+            .map(|i| {
+                let mut c = proxy.client();
+                std::thread::spawn(move || {
+                    c.send(&request("GET", "/health", &[], b""));
+                    assert_eq!(c.read_response().status, 200);
+                    // 976 ms to 1022 ms after the answer, 2 ms apart.
+                    std::thread::sleep(std::time::Duration::from_millis(976 + 2 * i));
+                    c.send(&request("GET", "/v1/models", &[], b""));
+                    assert_eq!(c.read_response().status, 200, "connection {i}");
+                    c.send(&request("GET", "/health", &[], b""));
+                    assert_eq!(c.read_response().json(), json!({"status": "ok"}));
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("client thread");
+        }
+    });
+}

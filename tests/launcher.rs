@@ -36,7 +36,7 @@ impl Sandbox {
         let claude = stubs.join("claude");
         std::fs::write(
             &claude,
-            "#!/bin/sh\nenv > \"$CLAUDE_RECORD.env\"\n: > \"$CLAUDE_RECORD.args\"\nfor a in \"$@\"; do printf '%s\\0' \"$a\" >> \"$CLAUDE_RECORD.args\"; done\nexit \"${CLAUDE_EXIT:-0}\"\n",
+            "#!/bin/sh\nenv > \"$CLAUDE_RECORD.env\"\nsed -n 's/^THP_enabled:[[:space:]]*/THP_enabled=/p' /proc/$$/status >> \"$CLAUDE_RECORD.env\"\n: > \"$CLAUDE_RECORD.args\"\nfor a in \"$@\"; do printf '%s\\0' \"$a\" >> \"$CLAUDE_RECORD.args\"; done\nexit \"${CLAUDE_EXIT:-0}\"\n",
         )
         .unwrap();
         use std::os::unix::fs::PermissionsExt;
@@ -222,6 +222,11 @@ fn code_runs_claude_against_the_proxy() {
         assert_eq!(var("API_TIMEOUT_MS"), Some("600000"));
         // The rest of the environment is passed through.
         assert_eq!(var("HOME"), Some(sb.home.to_str().unwrap()));
+        // The server turns huge pages off for itself; claude keeps them
+        // (the stub's line is absent on kernels without the field).
+        if let Some(thp) = var("THP_enabled") {
+            assert_eq!(thp, "1", "claude inherited the proxy's THP setting");
+        }
         assert_eq!(sb.recorded_args(), claude_args);
 
         // The proxy stays up for the next session.
