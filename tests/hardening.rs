@@ -231,6 +231,7 @@ impl SilentUpstream {
                         match s.read(&mut buf) {
                             Ok(0) => break,
                             Ok(n) => seen.extend_from_slice(&buf[..n]),
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return,
                             Err(_) => break,

@@ -40,6 +40,8 @@ fn served_or_held(proxy: &Proxy) -> Option<String> {
             Ok(0) => break,
             Ok(n) => got.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+            // Sockets with a receive timeout fail with EINTR after a stop/continue.
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 return Some(format!(
                     "held open {HELD:?} with no answer and no close (received {:?})",

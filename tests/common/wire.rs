@@ -90,7 +90,14 @@ impl Wire {
     /// Reads once more into `buf`; returns how many bytes arrived.
     pub fn fill(&mut self) -> io::Result<usize> {
         let mut tmp = [0u8; 16384];
-        let n = self.stream.read(&mut tmp)?;
+        // Sockets with a receive timeout fail with EINTR after the process
+        // is stopped and continued, even without a signal handler.
+        let n = loop {
+            match self.stream.read(&mut tmp) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => break r?,
+            }
+        };
         if n == 0 {
             self.eof = true;
         }
