@@ -105,20 +105,13 @@ pub async fn forward(
                 };
                 Shard::bump(&w.shard().retries);
                 retries += 1;
-                let slept = monoio::select! {
-                    _ = monoio::time::sleep(wait) => true,
-                    _ = crate::sockets::hung_up(client) => false,
-                };
-                if !slept {
+                if crate::sockets::unless_hung_up(client, monoio::time::sleep(wait)).await.is_none() {
                     return Err(Failed::ClientGone);
                 }
             }
             let meta = build(provider, model, client_body, req, headers, bufs.body, bufs.request)?;
             let request = std::mem::take(bufs.request);
-            let sent = monoio::select! {
-                r = w.pools[p].send(request, w.shard()) => Some(r),
-                _ = crate::sockets::hung_up(client) => None,
-            };
+            let sent = crate::sockets::unless_hung_up(client, w.pools[p].send(request, w.shard())).await;
             let Some((sent, back)) = sent else { return Err(Failed::ClientGone) };
             *bufs.request = back;
             let err = match sent {

@@ -925,10 +925,11 @@ async fn messages(
     // Step 6, the whole response: read it (unless the client hangs up) and
     // convert it, or pass it through for an Anthropic-kind provider.
     scratch.clear();
-    let read = monoio::select! {
-        r = ex.conn.read_full_body(&mut ex.decoder, scratch, idle, MAX_UPSTREAM_BODY) => Some(r),
-        _ = crate::sockets::hung_up(stream) => None,
-    };
+    let read = crate::sockets::unless_hung_up(
+        stream,
+        ex.conn.read_full_body(&mut ex.decoder, scratch, idle, MAX_UPSTREAM_BODY),
+    )
+    .await;
     let Some(read) = read else { return Ok(Done::ClientGone) };
     read?;
     if ex.head.keep_alive {

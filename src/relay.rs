@@ -68,11 +68,17 @@ pub struct Settings<'a> {
 
 /// Streams `ex` to the client. Returns how it ended and, in convert mode,
 /// the stop reason and usage for the access log.
+///
+/// Writes are coalesced only across bytes that have already arrived: before
+/// waiting on the upstream, everything converted so far is flushed, so no
+/// event ever waits for the next upstream read. A fast upstream whose whole
+/// answer came with its head costs one client write (head, events and the
+/// final chunk), not three.
 pub async fn relay(
     mut ex: Exchange,
     pool: &Pool,
     mut mode: Mode,
-    c: Client<'_>,
+    mut c: Client<'_>,
     s: Settings<'_>,
 ) -> (Relayed, Outcome) {
     let chunked = s.framing == Framing::Chunked;
@@ -82,38 +88,41 @@ pub async fn relay(
     response::write_head_framed(c.wbuf, 200, "text/event-stream", s.framing, keep_alive, s.extra_headers);
     if let Mode::Convert(conv) = &mut mode {
         conv.push(&[], false, c.events);
-        frame(c.wbuf, c.events, chunked);
-        c.events.clear();
-    }
-    if !write(c.stream, c.wbuf).await {
-        return (Relayed::Closed, outcome(&mode));
     }
 
     let mut upstream_done = false;
     // In pipe mode a ping may only go between upstream events.
     let mut at_boundary = true;
     loop {
-        if let Mode::Convert(conv) = &mode {
-            if conv.is_finished() {
-                break;
-            }
-        } else if upstream_done {
+        let finished = match &mode {
+            Mode::Convert(conv) => conv.is_finished(),
+            Mode::Pipe => upstream_done,
+        };
+        if finished {
             break;
         }
         c.raw.clear();
-        let read = {
-            // The read is polled across pings rather than restarted, so a
-            // ping never cancels an upstream read in flight.
-            let mut fut = std::pin::pin!(ex.conn.read_body(&mut ex.decoder, c.raw, s.idle));
-            loop {
-                match monoio::time::timeout(s.ping_every, &mut fut).await {
-                    Ok(r) => break r,
-                    Err(_) if at_boundary => {
-                        if !ping(c.stream, c.ping, chunked).await {
-                            break Err(client_gone());
+        let read = match ex.conn.decode_buffered(&mut ex.decoder, c.raw) {
+            Ok(Some(done)) => Ok(done),
+            Err(e) => Err(e),
+            Ok(None) => {
+                // About to wait: whatever is converted goes out first.
+                if !flush(&mut c, &s, chunked, false).await {
+                    return (Relayed::Closed, outcome(&mode));
+                }
+                // The read is polled across pings rather than restarted, so
+                // a ping never cancels an upstream read in flight.
+                let mut fut = std::pin::pin!(ex.conn.read_body(&mut ex.decoder, c.raw, s.idle));
+                loop {
+                    match monoio::time::timeout(s.ping_every, &mut fut).await {
+                        Ok(r) => break r,
+                        Err(_) if at_boundary => {
+                            if !ping(c.stream, c.ping, chunked).await {
+                                break Err(client_gone());
+                            }
                         }
+                        Err(_) => {}
                     }
-                    Err(_) => {}
                 }
             }
         };
@@ -152,31 +161,11 @@ pub async fn relay(
                 conv.fail(&ProxyError::internal("stream converter did not finish at end of stream"), c.events);
             }
         }
-        if !c.events.is_empty() {
-            // Upstream error events carry the provider's own words, which
-            // may quote the key it rejected.
-            s.redactor.scrub_bytes(c.events);
-            if s.first_content.get().is_none() && memchr::memmem::find(c.events, b"content_block_delta").is_some() {
-                s.first_content.set(Some(std::time::Instant::now()));
-            }
-            c.wbuf.clear();
-            frame(c.wbuf, c.events, chunked);
-            c.events.clear();
-            if !write(c.stream, c.wbuf).await {
-                // Dropping the upstream connection closes it, which is how an
-                // HTTP/1.1 provider learns to stop generating.
-                return (Relayed::Closed, outcome(&mode));
-            }
-        }
+        stage(&mut c, &s, chunked);
     }
     let out = outcome(&mode);
-    let ok = if chunked {
-        c.wbuf.clear();
-        c.wbuf.extend_from_slice(response::LAST_CHUNK);
-        write(c.stream, c.wbuf).await
-    } else {
-        true
-    };
+    // The last events and the terminating chunk leave in one write.
+    let ok = flush(&mut c, &s, chunked, chunked).await;
     // The converter stops at `[DONE]`, usually just before the upstream's
     // last chunk; reading that little rest lets the connection be reused.
     if !upstream_done && ex.head.keep_alive {
@@ -190,6 +179,36 @@ pub async fn relay(
     } else {
         (Relayed::Closed, out)
     }
+}
+
+/// Moves converted events into the write buffer, framed and scrubbed.
+fn stage(c: &mut Client<'_>, s: &Settings<'_>, chunked: bool) {
+    if c.events.is_empty() {
+        return;
+    }
+    // Upstream error events carry the provider's own words, which may quote
+    // the key it rejected.
+    s.redactor.scrub_bytes(c.events);
+    if s.first_content.get().is_none() && memchr::memmem::find(c.events, b"content_block_delta").is_some() {
+        s.first_content.set(Some(std::time::Instant::now()));
+    }
+    frame(c.wbuf, c.events, chunked);
+    c.events.clear();
+}
+
+/// Writes everything staged (and the terminating chunk when `last`);
+/// false when the client is gone.
+async fn flush(c: &mut Client<'_>, s: &Settings<'_>, chunked: bool, last: bool) -> bool {
+    stage(c, s, chunked);
+    if last {
+        c.wbuf.extend_from_slice(response::LAST_CHUNK);
+    }
+    if c.wbuf.is_empty() {
+        return true;
+    }
+    let ok = write(c.stream, c.wbuf).await;
+    c.wbuf.clear();
+    ok
 }
 
 fn outcome(mode: &Mode) -> Outcome {

@@ -56,6 +56,30 @@ pub async fn hung_up(stream: &TcpStream) {
     }
 }
 
+/// How long a wait on the upstream goes before the client hang-up watch is
+/// armed. The watch costs a poll and a cancel on the ring per wait; a fast
+/// upstream answers before it is due, and a model that is still thinking
+/// after this long is stopped no later than this after its client leaves.
+pub const WATCH_AFTER: Duration = Duration::from_millis(20);
+
+/// Runs `fut` to completion, or returns None as soon as the client hangs up
+/// ([`hung_up`], armed after [`WATCH_AFTER`]). Dropping the unfinished `fut`
+/// is how the upstream request is abandoned.
+pub async fn unless_hung_up<F: std::future::Future>(client: &TcpStream, fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    let quick = monoio::select! {
+        r = &mut fut => Some(r),
+        _ = monoio::time::sleep(WATCH_AFTER) => None,
+    };
+    if quick.is_some() {
+        return quick;
+    }
+    monoio::select! {
+        r = &mut fut => Some(r),
+        _ = hung_up(client) => None,
+    }
+}
+
 /// Writes all of `buf` within `limit`. On timeout the buffer is gone with
 /// the cancelled write and an empty one comes back; the caller is about to
 /// drop the connection anyway.

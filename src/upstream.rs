@@ -103,6 +103,26 @@ impl UpstreamConn {
         }
     }
 
+    /// Decodes body bytes that have already been read, without waiting:
+    /// `Some(done)` when the body ended or bytes were appended to `out`,
+    /// `None` when only a read can make progress.
+    pub fn decode_buffered(&mut self, dec: &mut BodyDecoder, out: &mut Vec<u8>) -> Result<Option<bool>, ProxyError> {
+        // A body that is empty by its framing (Content-Length: 0, 204) is
+        // complete before any read; waiting would hang until `idle`.
+        if dec.is_done() {
+            return Ok(Some(true));
+        }
+        if self.pos < self.buf.len() {
+            let before = out.len();
+            let (used, done) = dec.decode(&self.buf[self.pos..], out)?;
+            self.pos += used;
+            if done || out.len() > before {
+                return Ok(Some(done));
+            }
+        }
+        Ok(None)
+    }
+
     /// Decodes the next available body bytes into `out`, reading from the
     /// socket only when nothing is buffered. Returns true once the body is
     /// complete. `idle` bounds the wait for each read.
@@ -112,22 +132,9 @@ impl UpstreamConn {
         out: &mut Vec<u8>,
         idle: Duration,
     ) -> Result<bool, ProxyError> {
-        let before = out.len();
         loop {
-            // A body that is empty by its framing (Content-Length: 0, 204)
-            // is complete before any read; waiting would hang until `idle`.
-            if dec.is_done() {
-                return Ok(true);
-            }
-            if self.pos < self.buf.len() {
-                let (used, done) = dec.decode(&self.buf[self.pos..], out)?;
-                self.pos += used;
-                if done {
-                    return Ok(true);
-                }
-                if out.len() > before {
-                    return Ok(false);
-                }
+            if let Some(done) = self.decode_buffered(dec, out)? {
+                return Ok(done);
             }
             match self.fill(idle).await {
                 Ok(0) => {
