@@ -30,30 +30,38 @@ struct Tape<'a> {
 
 impl Tape<'_> {
     /// End (relative to `text`) of the value starting at `text[i]`, if the
-    /// tape has it; `lo` is a lower bound on its tape index, advanced past it.
+    /// tape has it, and the tape index where its own contents start. `lo` is
+    /// a lower bound on its tape index; it is moved past the value's whole
+    /// subtree. Walking in document order, the entry is exactly at `lo`, so
+    /// the binary search is only a fallback.
     #[inline]
-    fn end(&self, text: &[u8], i: usize, lo: &mut usize) -> Option<usize> {
+    fn end(&self, text: &[u8], i: usize, lo: &mut usize) -> Option<(usize, u32)> {
         let base = (text.as_ptr() as usize).checked_sub(self.origin)?;
         let at = u32::try_from(base + i).ok()?;
-        let rest = self.spans.get(*lo..)?;
-        let k = rest.binary_search_by_key(&at, |s| s.0).ok()?;
-        *lo += k + 1;
-        let end = (rest.get(k)?.1 as usize).checked_sub(base)?;
-        (end > i && end <= text.len()).then_some(end)
+        let k = match self.spans.get(*lo) {
+            Some(s) if s.0 == at => *lo,
+            _ => *lo + self.spans.get(*lo..)?.binary_search_by_key(&at, |s| s.0).ok()?,
+        };
+        let span = self.spans.get(k)?;
+        *lo = (span.2 as usize).max(k + 1);
+        let end = (span.1 as usize).checked_sub(base)?;
+        (end > i && end <= text.len()).then_some((end, k as u32 + 1))
     }
 
-    /// Offset (in `text`) past the value starting at `text[i]`: short
-    /// strings and scalars are scanned, containers and long strings are
-    /// looked up (scanned if the tape lacks them).
+    /// Offset (in `text`) past the value starting at `text[i]`, and the tape
+    /// index its contents start at (`lo` when unknown): short strings and
+    /// scalars are scanned, containers and long strings are looked up
+    /// (scanned if the tape lacks them).
     #[inline]
-    fn skip(&self, text: &[u8], i: usize, lo: &mut usize) -> usize {
+    fn skip(&self, text: &[u8], i: usize, lo: &mut usize) -> (usize, u32) {
+        let here = *lo as u32;
         match text.get(i) {
-            Some(b'{' | b'[') => self.end(text, i, lo).unwrap_or_else(|| container_end(text, i + 1)),
+            Some(b'{' | b'[') => self.end(text, i, lo).unwrap_or_else(|| (container_end(text, i + 1), here)),
             Some(b'"') => match short_string_end(text, i + 1) {
-                Some(end) => end,
-                None => self.end(text, i, lo).unwrap_or_else(|| string_end(text, i + 1)),
+                Some(end) => (end, here),
+                None => self.end(text, i, lo).unwrap_or_else(|| (string_end(text, i + 1), here)),
             },
-            _ => value_end(text, i),
+            _ => (value_end(text, i), here),
         }
     }
 }
@@ -63,19 +71,21 @@ impl Tape<'_> {
 pub struct Lazy<'a> {
     raw: &'a str,
     tape: Tape<'a>,
+    /// A lower bound on the tape index of the first value inside this one.
+    first: u32,
 }
 
 impl<'a> Lazy<'a> {
     /// The value `text` holds; `text` must have passed
     /// [`super::validate`] (surrounding whitespace is trimmed here).
     pub fn of_valid(text: &'a str) -> Self {
-        Lazy { raw: text.trim_ascii(), tape: Tape::default() }
+        Lazy { raw: text.trim_ascii(), tape: Tape::default(), first: 0 }
     }
 
     /// The value `text` holds, with the tape that
     /// [`super::validate_with_tape`] recorded for exactly this `text`.
     pub fn with_tape(text: &'a str, spans: &'a [Span]) -> Self {
-        Lazy { raw: text.trim_ascii(), tape: Tape { spans, origin: text.as_ptr() as usize } }
+        Lazy { raw: text.trim_ascii(), tape: Tape { spans, origin: text.as_ptr() as usize }, first: 0 }
     }
 
     /// The value's JSON text exactly as in the input.
@@ -147,12 +157,12 @@ impl<'a> Lazy<'a> {
 
     /// Entries of an object value.
     pub fn entries(&self) -> Option<Entries<'a>> {
-        self.is_object().then_some(Entries { text: self.raw, at: 1, tape: self.tape, lo: 0 })
+        self.is_object().then_some(Entries { text: self.raw, at: 1, tape: self.tape, lo: self.first as usize })
     }
 
     /// Elements of an array value.
     pub fn elements(&self) -> Option<Elements<'a>> {
-        self.is_array().then_some(Elements { text: self.raw, at: 1, tape: self.tape, lo: 0 })
+        self.is_array().then_some(Elements { text: self.raw, at: 1, tape: self.tape, lo: self.first as usize })
     }
 
     /// The member `key` of an object value (the first one, if repeated
@@ -228,9 +238,9 @@ impl<'a> Iterator for Entries<'a> {
         if b.get(j) == Some(&b':') {
             j = skip_ws(b, j + 1);
         }
-        let end = self.tape.skip(b, j, &mut self.lo);
+        let (end, first) = self.tape.skip(b, j, &mut self.lo);
         self.at = end;
-        Some((Key(key), Lazy { raw: self.text.get(j..end)?, tape: self.tape }))
+        Some((Key(key), Lazy { raw: self.text.get(j..end)?, tape: self.tape, first }))
     }
 }
 
@@ -259,9 +269,9 @@ impl<'a> Iterator for Elements<'a> {
             }
             Some(_) => {}
         }
-        let end = self.tape.skip(b, i, &mut self.lo);
+        let (end, first) = self.tape.skip(b, i, &mut self.lo);
         self.at = end;
-        Some(Lazy { raw: self.text.get(i..end)?, tape: self.tape })
+        Some(Lazy { raw: self.text.get(i..end)?, tape: self.tape, first })
     }
 }
 
@@ -481,6 +491,21 @@ mod tests {
         walk(plain, &mut a);
         walk(taped, &mut b);
         assert_eq!(a, b);
+        // Partial walks: skipping a subtree moves past its part of the tape,
+        // and a later sibling (or something inside it) is still found.
+        let raw = |v: Option<Lazy<'_>>| v.map(|v| v.as_raw_str().to_owned());
+        for path in [&["d", "f"][..], &["d", "e"], &["c"], &["b"], &["a"]] {
+            assert_eq!(raw(taped.pointer(path)), raw(plain.pointer(path)), "{path:?}");
+        }
+        fn nth<'a>(v: Lazy<'a>, n: usize) -> Option<Lazy<'a>> {
+            v.get("b").and_then(|b| b.elements()).and_then(|mut e| e.nth(n))
+        }
+        for n in [0, 7, 19, 20] {
+            let (x, y) = (nth(taped, n), nth(plain, n));
+            assert_eq!(raw(x), raw(y), "b[{n}]");
+            let inner = |v: Option<Lazy<'_>>| raw(v.and_then(|v| v.elements()).and_then(|mut e| e.nth(1)));
+            assert_eq!(inner(x), inner(y), "b[{n}][1]");
+        }
         // A tape from other text is never followed out of bounds.
         let other = Lazy::with_tape(r#"{"a":[1,2,3]}"#, &tape);
         assert_eq!(other.get("a").map(|v| v.as_raw_str()), Some("[1,2,3]"));

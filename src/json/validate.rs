@@ -29,9 +29,11 @@ const STACK_BITS: usize = 128;
 /// ones are cheaper to scan than to look up.
 pub(super) const TAPE_MIN_STRING: usize = 48;
 
-/// Start and end offsets (end exclusive) of one value in the validated
-/// text; see [`validate_with_tape`].
-pub type Span = (u32, u32);
+/// One value in the validated text: start and end offsets (end exclusive),
+/// and the tape index just past the entries of everything inside it, so a
+/// walker that skips the value also skips its part of the tape; see
+/// [`validate_with_tape`].
+pub type Span = (u32, u32, u32);
 
 /// Validates `b` as exactly one JSON value (surrounding whitespace allowed),
 /// with objects and arrays nested at most `max` (capped at 128) deep.
@@ -126,7 +128,7 @@ fn validate_prefix_impl<const TAPE: bool, const AVX2: bool>(
                 stack |= 1 << depth;
                 if TAPE {
                     open[depth] = tape.len() as u32;
-                    tape.push((i as u32, 0));
+                    tape.push((i as u32, 0, 0));
                 }
                 depth += 1;
                 i = skip_ws(b, i + 1);
@@ -146,7 +148,7 @@ fn validate_prefix_impl<const TAPE: bool, const AVX2: bool>(
                 stack &= !(1 << depth);
                 if TAPE {
                     open[depth] = tape.len() as u32;
-                    tape.push((i as u32, 0));
+                    tape.push((i as u32, 0, 0));
                 }
                 depth += 1;
                 i = skip_ws(b, i + 1);
@@ -162,7 +164,8 @@ fn validate_prefix_impl<const TAPE: bool, const AVX2: bool>(
                 let start = i;
                 i = string::<AVX2>(b, i + 1, high)?;
                 if TAPE && i - start >= TAPE_MIN_STRING {
-                    tape.push((start as u32, i as u32));
+                    let next = tape.len() as u32 + 1;
+                    tape.push((start as u32, i as u32, next));
                 }
             }
             Some(b't') => i = literal(b, i, b"true")?,
@@ -206,8 +209,10 @@ fn validate_prefix_impl<const TAPE: bool, const AVX2: bool>(
 #[inline(always)]
 fn close<const TAPE: bool>(tape: &mut [Span], open: &[u32; STACK_BITS], depth: usize, end: usize) {
     if TAPE {
+        let next = tape.len() as u32;
         if let Some(slot) = open.get(depth).and_then(|&k| tape.get_mut(k as usize)) {
             slot.1 = end as u32;
+            slot.2 = next;
         }
     }
 }
@@ -456,9 +461,9 @@ mod tests {
     fn tape_holds_containers_and_long_strings_in_start_order() {
         let long = "x".repeat(60);
         let text = format!(r#"{{"a":[1,{{"b":"{long}"}}],"short":"s","c":{{}}}}"#);
-        let mut tape = vec![(9, 9)];
+        let mut tape = vec![(9, 9, 9)];
         assert_eq!(validate_with_tape(text.as_bytes(), 128, &mut tape), Ok(text.as_str()));
-        let spans: Vec<&str> = tape.iter().map(|&(s, e)| &text[s as usize..e as usize]).collect();
+        let spans: Vec<&str> = tape.iter().map(|&(s, e, _)| &text[s as usize..e as usize]).collect();
         let want = [
             text.as_str(),
             &format!(r#"[1,{{"b":"{long}"}}]"#),
@@ -467,6 +472,9 @@ mod tests {
             "{}",
         ];
         assert_eq!(spans, want);
+        // Each entry's third field is the index past its own subtree.
+        let next: Vec<u32> = tape.iter().map(|s| s.2).collect();
+        assert_eq!(next, [5, 4, 4, 4, 5]);
     }
 
     #[test]
