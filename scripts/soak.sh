@@ -53,16 +53,15 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 CLIENTS="python3 $ROOT/scripts/soak/clients.py"
+# shellcheck source=scripts/bench/lib.sh
+. "$ROOT/scripts/bench/lib.sh"
 
 log() { printf '\n==> %s\n' "$*" >&2; }
 die() { echo "soak: $*" >&2; exit 2; }
 
 # --- preconditions -------------------------------------------------------------
 NEED_FDS=$((IDLE_CONNS + 2048))
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$NEED_FDS" ]; then
-  die "open-files limit is $(ulimit -n) (hard $(ulimit -Hn)); $NEED_FDS are needed for $IDLE_CONNS idle connections. Run as a user allowed 'ulimit -n $NEED_FDS', or lower IDLE_CONNS."
-fi
+raise_nofile "$NEED_FDS" || die "too few open files for $IDLE_CONNS idle connections; or lower IDLE_CONNS"
 read -r PLO PHI < /proc/sys/net/ipv4/ip_local_port_range
 [ $((PHI - PLO)) -gt $((IDLE_CONNS + 1000)) ] || die "ephemeral port range $PLO-$PHI is too small for $IDLE_CONNS connections"
 command -v python3 >/dev/null || die "python3 is needed"
@@ -84,23 +83,11 @@ fi
   echo "knobs: IDLE_CONNS=$IDLE_CONNS SLOW_CLIENTS=$SLOW_CLIENTS LOAD_RATE=$LOAD_RATE LOAD_CONNS=$LOAD_CONNS LOAD_SECS=$LOAD_SECS WORKERS=$WORKERS"
 } > "$OUT/machine.txt"
 
-# --- plumbing (as in run-benchmarks.sh) --------------------------------------------
+# --- plumbing (helpers shared with run-benchmarks.sh are in scripts/bench/lib.sh) ----
 PIDS=()
 cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-wait_port() {
-  for _ in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "port $1 did not open" >&2; return 1
-}
-rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-hwm_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-fds() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
-threads() { ls "/proc/$1/task" 2>/dev/null | wc -l; }
 http_get() {  # $1 port, $2 path -> "STATUS BODY" (bounded)
   python3 - "$1" "$2" <<'EOF'
 import http.client, sys

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The one test command of ccproxy: formatting, lints, build, Rust tests, then
-# the Python suite (official anthropic SDK conformance and real Claude Code
-# end to end) against the freshly built debug binary. Idempotent: the venv
-# and node_modules are created only when missing or out of date.
+# The one test command of ccproxy: formatting, lints, build, Rust tests, a
+# short run of every fuzz target, then the Python suite (official anthropic
+# SDK conformance and real Claude Code end to end) against the freshly built
+# debug binary, then a benchmark smoke run. Idempotent: the venv,
+# node_modules and cargo-fuzz are installed only when missing or out of date.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$PWD"
@@ -20,6 +21,11 @@ cargo build
 
 step "cargo test --workspace"
 cargo test --workspace
+
+step "fuzz smoke (scripts/fuzz.sh --seconds 5: every target builds, then runs 5 s)"
+# Installs cargo-fuzz on first use. A crash here is a real finding: its
+# input is left in fuzz/artifacts/<target>/ and the step fails.
+scripts/fuzz.sh --seconds 5
 
 step "Python test environment (.venv)"
 VENV="$ROOT/.venv"
@@ -72,4 +78,4 @@ print("benchmark smoke: all runs served requests with zero errors")
 PY
 rm -rf "$SMOKE"
 
-printf '\nscripts/test.sh: ALL CHECKS PASSED (fmt, clippy, build, cargo test, SDK conformance, Claude Code e2e, benchmark smoke)\n'
+printf '\nscripts/test.sh: ALL CHECKS PASSED (fmt, clippy, build, cargo test, fuzz smoke, SDK conformance, Claude Code e2e, benchmark smoke)\n'
