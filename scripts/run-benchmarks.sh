@@ -23,7 +23,7 @@
 #                   the pipeline, not the numbers
 #   --no-criterion  skip the criterion benches
 # Everything runs on loopback with bounded counts and durations. Raises the
-# open-files limit for the 10,000-connection scenario (needs about 22,000).
+# open-files limit for the 10,000-connection scenario (needs about 12,000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -82,7 +82,8 @@ fi
 log() { printf '\n==> %s\n' "$*"; }
 fact() { echo "$1: $2" >> "$OUT/facts.txt"; }
 
-raise_nofile $((2 * KEEPALIVE_CONNS + 2048))
+# Each process (the proxy, loadgen) holds one end of every connection.
+raise_nofile $((KEEPALIVE_CONNS + 2048))
 
 log "building release binaries"
 cargo build --release -p ccproxy -p loadgen 2>&1 | tail -1
