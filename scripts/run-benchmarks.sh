@@ -110,7 +110,10 @@ fi
 if [ "$CRITERION" = 1 ] && ls benches/*.rs >/dev/null 2>&1; then
   log "criterion benches"
   # shellcheck disable=SC2086
-  cargo bench -p ccproxy -- $CRIT_ARGS 2>&1 | tee "$OUT/criterion.txt" | grep -E "^[a-z_/ -]+ +time:|thrpt:|allocs" || true
+  # The bench targets by name: a bare `cargo bench -- ARGS` also hands ARGS
+  # to the library's libtest harness, which refuses criterion's options.
+  cargo bench -p ccproxy --bench converter --bench handlers --bench upstream -- $CRIT_ARGS 2>&1 \
+    | tee "$OUT/criterion.txt" | grep -E "^[a-z_/ -]+ +time:|thrpt:|allocs" || true
   if [ -d "$TARGET_DIR/criterion" ]; then cp -r "$TARGET_DIR/criterion" "$OUT/criterion"; fi
 fi
 
@@ -229,8 +232,12 @@ for profile in simple claude-code; do
     log "open loop at $pct% of ccproxy's maximum: $profile, $rate req/s"
     for t in direct ccproxy; do
       read -r url expect < <(url_of "$t")
+      before=$(run_delay_ns "$P2")
       run_load "open-$t-$profile-sweep-$pct" "$url" "$expect" "$profile" --rate "$rate" \
         --connections "$OPEN_CONNECTIONS" --duration "$OPEN_SECS" --warmup "$WARMUP"
+      # How long the proxy's threads waited for a CPU while runnable: on
+      # cores shared with the load generator, that is where tails come from.
+      [ "$t" = ccproxy ] && echo "$(( $(run_delay_ns "$P2") - before ))" > "$OUT/runs/open-$t-$profile-sweep-$pct/run_delay_ns.txt"
     done
   done
 done

