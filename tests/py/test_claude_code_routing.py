@@ -11,11 +11,8 @@ proxy must reach B too, so the background route is always exercised.
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import secrets
-import subprocess
 import time
 
 import anthropic
@@ -23,7 +20,7 @@ import pytest
 
 from conftest import DRIVERS, Proxy
 from mock_upstream import MockControl, start_in_thread
-from test_claude_code import CLAUDE, TIMEOUT, split_fragments
+from test_claude_code import assert_tool_round_trip, bash_round_trip, final_result, run_claude
 
 KEY_A = "key-a-" + secrets.token_hex(6)
 KEY_B = "key-b-" + secrets.token_hex(6)
@@ -67,69 +64,27 @@ def two_provider_proxy(request, two_mocks, tmp_path_factory):
 
 
 def test_claude_code_through_two_providers(two_provider_proxy, two_mocks, tmp_path):
-    if not CLAUDE.exists():
-        pytest.fail(f"Claude Code not installed at {CLAUDE}; run `npm ci` in tests/e2e")
     proxy = two_provider_proxy
     a, b = two_mocks
     a.reset()
     b.reset()
-    token = secrets.token_hex(6)
-    marker = f"ccproxy-route-{token}"
-    args = {"command": f"printf '%s-%s\\n' ccproxy-route {token}",
-            "description": "Print the routing marker"}
-    fragments = split_fragments(json.dumps(args), 7)
-    a.script(
-        {"label": "turn2", "match": {"has_tool": "Bash", "has_tool_message": True},
-         "reply": {"text": ["The command printed: ", "{{tool_results}}", " (via A)."],
-                   "usage": {"prompt_tokens": 1200, "completion_tokens": 20}}},
-        {"label": "turn1", "match": {"has_tool": "Bash", "has_tool_message": False},
-         "reply": {"text": "Running it now.",
-                   "tool_calls": [{"id": "call_route_1", "name": "Bash", "arguments": fragments}],
-                   "usage": {"prompt_tokens": 1000, "completion_tokens": 30}}},
-        {"label": "side-a", "repeat": True,
-         "reply": {"text": "OK.", "usage": {"prompt_tokens": 10, "completion_tokens": 2}}},
-    )
+    marker, args, rules = bash_round_trip("route", "call_route_1", "via A", "side-a")
+    a.script(*rules)
     background = {"label": "background", "repeat": True,
                   "reply": {"text": "Background OK.",
                             "usage": {"prompt_tokens": 10, "completion_tokens": 3}}}
     b.script(background)
-    home, work = tmp_path / "home", tmp_path / "work"
-    home.mkdir()
-    work.mkdir()
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "LANG": "C.UTF-8",
-        "ANTHROPIC_BASE_URL": proxy.url,
-        "ANTHROPIC_AUTH_TOKEN": "e2e-token-" + secrets.token_hex(4),
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "DISABLE_AUTOUPDATER": "1",
-    }
-    try:
-        done = subprocess.run(
-            [str(CLAUDE), "-p", "Print the routing marker with Bash, then report its output.",
-             "--allowedTools", "Bash", "--output-format", "json"],
-            stdin=subprocess.DEVNULL, capture_output=True, text=True, cwd=work, env=env,
-            timeout=TIMEOUT)
-    except subprocess.TimeoutExpired as e:
-        pytest.fail(f"claude timed out after {TIMEOUT}s; A served "
-                    f"{[r['served'] for r in a.requests()]}, B served "
-                    f"{[r['served'] for r in b.requests()]}; stderr: {str(e.stderr)[-1500:]}")
+    done = run_claude(proxy.url, tmp_path, "Print the route marker with Bash, then report its output.",
+                      lambda err: f"A served {[r['served'] for r in a.requests()]}, B served "
+                                  f"{[r['served'] for r in b.requests()]}; stderr: {err}")
     rec_a, rec_b = a.requests(), b.requests()
     served_a = [r["served"] for r in rec_a]
     served_b = [r["served"] for r in rec_b]
     context = (f"exit={done.returncode} A={served_a} B={served_b}\n"
                f"stderr: {done.stderr[-1500:]}\nstdout: {done.stdout[-1500:]}\n"
                f"proxy log:\n{proxy.log()[-2500:]}")
-
-    lines = [ln for ln in done.stdout.splitlines() if ln.strip().startswith("{")]
-    assert lines, f"no JSON result from claude\n{context}"
-    result = json.loads(lines[-1])
-    assert result.get("type") == "result", context
-    assert result.get("is_error") is False, context
-    assert marker in result.get("result", ""), context
+    result = final_result(done, marker, context)
     assert "(via A)" in result.get("result", ""), context
-    assert done.returncode == 0, context
 
     # The main loop ran through A only, with A's model and key.
     assert served_a.count("turn1") == 1 and served_a.count("turn2") == 1, context
@@ -138,18 +93,8 @@ def test_claude_code_through_two_providers(two_provider_proxy, two_mocks, tmp_pa
         assert r["body"]["model"] == MODEL_A, context
         assert r["headers"]["authorization"] == f"Bearer {KEY_A}"
     turn2 = next(r for r in rec_a if r["served"] == "turn2")["body"]
-    msgs = turn2["messages"]
-    idx = next(i for i, m in enumerate(msgs) if m.get("tool_calls"))
-    call = msgs[idx]["tool_calls"][0]
-    assert call["id"] == "call_route_1" and call["function"]["name"] == "Bash"
-    assert json.loads(call["function"]["arguments"]) == args
-    assert "reasoning_content" in msgs[idx]  # deepseek preset: passback on tool-call turns
-    tool_msg = msgs[idx + 1]
-    assert tool_msg["role"] == "tool" and tool_msg["tool_call_id"] == "call_route_1"
-    content = tool_msg["content"]
-    if isinstance(content, list):
-        content = "".join(p.get("text", "") for p in content)
-    assert marker in content
+    call_msg = assert_tool_round_trip(turn2, "call_route_1", args, marker)
+    assert "reasoning_content" in call_msg  # deepseek preset: passback on tool-call turns
 
     # Claude Code's own background calls, if any, went to B: never the main loop.
     for r in rec_b:
