@@ -580,9 +580,14 @@ async fn wait_for_request(c: &mut Conn, deadline: monoio::time::Instant) -> std:
             None => {
                 // Cancelled through the handle, then awaited: with io_uring
                 // the read may complete just before the cancel lands, and
-                // dropping it instead would lose the bytes it consumed.
+                // dropping it instead would lose the bytes it consumed. The
+                // deadline still holds should the cancel itself be lost (a
+                // full submission queue): then the connection just ends.
                 c.canceller = c.canceller.take().map(Canceller::cancel);
-                read.await
+                match monoio::time::timeout_at(deadline, read).await {
+                    Ok(r) => r,
+                    Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "client idle timeout")),
+                }
             }
         }
     };

@@ -33,12 +33,26 @@ struct Args {
 /// resident whole: that was 8 of 13 MB idle, and half the cost of each idle
 /// connection. `MIMALLOC_ALLOW_THP=1` keeps them, as it would for mimalloc.
 extern "C" fn no_huge_pages_before_main() {
+    // SAFETY: PR_GET_THP_DISABLE takes no argument and touches no memory.
+    let inherited = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) };
+    INHERITED_THP_DISABLED.store(inherited == 1, std::sync::atomic::Ordering::Relaxed);
     // getenv: the environment is set up before constructors run; no heap.
     // SAFETY: a NUL-terminated literal, and the result is only read.
     let v = unsafe { libc::getenv(c"MIMALLOC_ALLOW_THP".as_ptr()) };
     // SAFETY: a non-null getenv result is a NUL-terminated string.
-    let keep = !v.is_null() && unsafe { std::ffi::CStr::from_ptr(v) }.to_bytes() == b"1";
-    set_thp_disabled(!keep);
+    let keep = !v.is_null() && enabled_by_mimalloc(unsafe { std::ffi::CStr::from_ptr(v) }.to_bytes());
+    if !keep {
+        set_thp_disabled(true);
+    }
+}
+
+/// Whether the process had huge pages off before this binary touched the
+/// setting (set by a parent or a container runtime), to hand on unchanged.
+static INHERITED_THP_DISABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// mimalloc's own reading of a boolean option: empty, 1, true, yes or on.
+fn enabled_by_mimalloc(v: &[u8]) -> bool {
+    [&b""[..], b"1", b"true", b"yes", b"on"].iter().any(|w| v.eq_ignore_ascii_case(w))
 }
 
 #[used]
@@ -48,8 +62,9 @@ static NO_HUGE_PAGES: extern "C" fn() = no_huge_pages_before_main;
 fn main() -> ExitCode {
     let Args { cli, command } = Args::parse();
     if let Some(command) = command {
-        // The launcher's children (claude, a shell) should not inherit it.
-        set_thp_disabled(false);
+        // The launcher's children (claude, a shell) get the setting this
+        // process was started with, not the server's.
+        set_thp_disabled(INHERITED_THP_DISABLED.load(std::sync::atomic::Ordering::Relaxed));
         return launcher::run(command, &std::env::args_os().collect::<Vec<_>>());
     }
     init_logging(&cli.log_format);

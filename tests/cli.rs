@@ -131,8 +131,9 @@ fn key_never_logged_even_at_debug() {
 
 /// The serving process runs without transparent huge pages (set before the
 /// runtime's first allocation), which halves idle memory with mimalloc; an
-/// explicit MIMALLOC_ALLOW_THP=1 keeps them. Launcher subcommands re-enable
-/// them so `claude` does not inherit the setting (tests/launcher.rs).
+/// explicit MIMALLOC_ALLOW_THP=1 (or another spelling of "on") keeps them.
+/// Launcher subcommands hand `claude` the setting they were started with
+/// (tests/launcher.rs).
 #[test]
 fn huge_pages_are_off_unless_asked_for() {
     let thp = |pid: u32| {
@@ -144,7 +145,12 @@ fn huge_pages_are_off_unless_asked_for() {
         let proxy = ProxyCmd::new(d).upstream(&mock).start();
         let Some(off) = thp(proxy.pid()) else { return }; // kernel without the field
         assert_eq!(off, "0");
-        let proxy = ProxyCmd::new(d).upstream(&mock).env("MIMALLOC_ALLOW_THP", "1").start();
-        assert_eq!(thp(proxy.pid()).as_deref(), Some("1"));
+        // Every spelling mimalloc itself reads as "on" keeps them.
+        for on in ["1", "YES", "on"] {
+            let proxy = ProxyCmd::new(d).upstream(&mock).env("MIMALLOC_ALLOW_THP", on).start();
+            assert_eq!(thp(proxy.pid()).as_deref(), Some("1"), "MIMALLOC_ALLOW_THP={on}");
+        }
+        let proxy = ProxyCmd::new(d).upstream(&mock).env("MIMALLOC_ALLOW_THP", "off").start();
+        assert_eq!(thp(proxy.pid()).as_deref(), Some("0"));
     });
 }

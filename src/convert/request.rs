@@ -232,7 +232,8 @@ pub fn convert_inspected(
         // Thinking blocks are not sent upstream and empty turns are dropped;
         // an upstream given nothing to answer would refuse the request anyway.
         return Err(ProxyError::bad_request(
-            "messages: no user or assistant content left to send upstream (only thinking blocks or empty content)",
+            "messages: nothing for the model to answer: every user and assistant turn is empty or holds only \
+             thinking blocks (which are not sent upstream), or there are only system messages",
         ));
     }
     close_array(out);

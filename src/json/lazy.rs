@@ -34,13 +34,17 @@ impl Tape<'_> {
     /// a lower bound on its tape index; it is moved past the value's whole
     /// subtree. Walking in document order, the entry is exactly at `lo`, so
     /// the binary search is only a fallback.
+    /// `search` falls back to a binary search when the entry is not at `lo`;
+    /// without it a miss means "not on the tape" (a string too short for
+    /// one, which in document order would sit exactly at `lo`).
     #[inline]
-    fn end(&self, text: &[u8], i: usize, lo: &mut usize) -> Option<(usize, u32)> {
+    fn end(&self, text: &[u8], i: usize, lo: &mut usize, search: bool) -> Option<(usize, u32)> {
         let base = (text.as_ptr() as usize).checked_sub(self.origin)?;
         let at = u32::try_from(base + i).ok()?;
         let k = match self.spans.get(*lo) {
             Some(s) if s.0 == at => *lo,
-            _ => *lo + self.spans.get(*lo..)?.binary_search_by_key(&at, |s| s.0).ok()?,
+            _ if search => *lo + self.spans.get(*lo..)?.binary_search_by_key(&at, |s| s.0).ok()?,
+            _ => return None,
         };
         let span = self.spans.get(k)?;
         *lo = (span.2 as usize).max(k + 1);
@@ -56,10 +60,13 @@ impl Tape<'_> {
     fn skip(&self, text: &[u8], i: usize, lo: &mut usize) -> (usize, u32) {
         let here = *lo as u32;
         match text.get(i) {
-            Some(b'{' | b'[') => self.end(text, i, lo).unwrap_or_else(|| (container_end(text, i + 1), here)),
+            Some(b'{' | b'[') => self.end(text, i, lo, true).unwrap_or_else(|| (container_end(text, i + 1), here)),
             Some(b'"') => match short_string_end(text, i + 1) {
                 Some(end) => (end, here),
-                None => self.end(text, i, lo).unwrap_or_else(|| (string_end(text, i + 1), here)),
+                // Most strings that miss the inline probe (16-47 bytes, or
+                // escaped) are not on the tape; searching for them would
+                // cost more than the scan.
+                None => self.end(text, i, lo, false).unwrap_or_else(|| (string_end(text, i + 1), here)),
             },
             _ => (value_end(text, i), here),
         }
@@ -85,7 +92,11 @@ impl<'a> Lazy<'a> {
     /// The value `text` holds, with the tape that
     /// [`super::validate_with_tape`] recorded for exactly this `text`.
     pub fn with_tape(text: &'a str, spans: &'a [Span]) -> Self {
-        Lazy { raw: text.trim_ascii(), tape: Tape { spans, origin: text.as_ptr() as usize }, first: 0 }
+        let raw = text.trim_ascii();
+        // The root's own entry, when it has one, is the first on the tape.
+        let at = raw.as_ptr() as usize - text.as_ptr() as usize;
+        let first = u32::from(spans.first().is_some_and(|s| s.0 as usize == at));
+        Lazy { raw, tape: Tape { spans, origin: text.as_ptr() as usize }, first }
     }
 
     /// The value's JSON text exactly as in the input.

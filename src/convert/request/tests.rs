@@ -301,8 +301,8 @@ fn unknown_block_types_and_bad_shapes_name_the_field() {
     }
     // Turns that convert to nothing (thinking is not sent upstream, empty
     // turns are dropped) must not leave an empty or system-only request.
-    let nothing_left = "messages: no user or assistant content left to send upstream \
-                        (only thinking blocks or empty content)";
+    let nothing_left = "messages: nothing for the model to answer: every user and assistant turn is empty or \
+                        holds only thinking blocks (which are not sent upstream), or there are only system messages";
     let cases = [
         r#"[{"role":"assistant","content":[{"type":"thinking","thinking":"t","signature":"s"}]}]"#,
         // Found by fuzzing: the last of duplicate keys wins, as in serde.
