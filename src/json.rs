@@ -6,6 +6,9 @@
 //!   nesting bound sonic-rs's recursion needs, optionally recording a tape
 //!   of value spans; [`take_tape`] / [`give_tape`] reuse tape buffers.
 //! - [`Lazy`]: allocation-free walking of validated text by raw spans.
+//! - [`replace_lone_surrogates`]: makes escaped text acceptable to strict
+//!   parsers by turning `\uD800`–`\uDFFF` escapes without a partner into
+//!   `\uFFFD`, in place.
 //! - writers appending JSON encodings to an output buffer. Raw subtrees
 //!   copied from input are appended by the callers directly; only freshly
 //!   produced strings pass through [`write_str`].
@@ -14,7 +17,7 @@ mod lazy;
 mod validate;
 
 pub use lazy::{Elements, Entries, Key, Lazy};
-pub use validate::{validate, validate_str, validate_with_tape, Invalid, Span};
+pub use validate::{validate, validate_str, validate_with_tape, Invalid, Span, Validated};
 
 thread_local! {
     /// One reusable tape per worker thread (see [`take_tape`]).
@@ -33,6 +36,41 @@ pub fn give_tape(tape: Vec<Span>) {
         let kept = t.take();
         t.set(if kept.capacity() >= tape.capacity() { kept } else { tape });
     });
+}
+
+/// Rewrites, in place, every `\u` escape of a UTF-16 surrogate that is not
+/// half of a high-low pair into `\uFFFD` (the same six bytes). The JSON
+/// grammar allows lone surrogates, but they are not Unicode text: strict
+/// parsers (serde_json, Go, Python once it encodes) refuse or mangle the
+/// whole body. A JavaScript client produces them when it cuts a string
+/// inside a surrogate pair, e.g. a truncated emoji in a tool result.
+/// `b` must be valid JSON text (or a run of complete escapes and other
+/// bytes): outside strings a backslash cannot occur, so every backslash
+/// starts an escape.
+pub fn replace_lone_surrogates(b: &mut [u8]) {
+    fn unit(b: &[u8], at: usize) -> Option<u16> {
+        let h = b.get(at..at + 6)?;
+        if h[0] != b'\\' || h[1] != b'u' {
+            return None;
+        }
+        u16::from_str_radix(std::str::from_utf8(&h[2..]).ok()?, 16).ok()
+    }
+    let mut i = 0;
+    while let Some(k) = memchr::memchr(b'\\', &b[i..]) {
+        let at = i + k;
+        let Some(u) = unit(b, at) else {
+            i = at + 2; // \" \\ \n ...: one escaped character
+            continue;
+        };
+        match u {
+            0xD800..=0xDBFF if unit(b, at + 6).is_some_and(|l| (0xDC00..=0xDFFF).contains(&l)) => i = at + 12,
+            0xD800..=0xDFFF => {
+                b[at + 2..at + 6].copy_from_slice(b"FFFD");
+                i = at + 6;
+            }
+            _ => i = at + 6,
+        }
+    }
 }
 
 /// Appends `s` as a JSON string literal, quotes included.
@@ -132,6 +170,44 @@ pub fn depth_within(bytes: &[u8], max: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lone_surrogates_become_replacement_characters() {
+        let fix = |s: &str| {
+            let mut b = s.as_bytes().to_vec();
+            replace_lone_surrogates(&mut b);
+            String::from_utf8(b).unwrap()
+        };
+        // A pair, in either case of hex digits, stays.
+        assert_eq!(fix(r#"["\ud83d\ude00","\uD83D\uDE00"]"#), r#"["\ud83d\ude00","\uD83D\uDE00"]"#);
+        // Lone high (at the end, before text, before another high), lone low.
+        assert_eq!(
+            fix(r#"["a\ud83d","\ud83dx","\ud83d\ud83d\ude00","\ude00b"]"#),
+            r#"["a\uFFFD","\uFFFDx","\uFFFD\ud83d\ude00","\uFFFDb"]"#
+        );
+        // A high followed by a non-surrogate escape, by an escaped backslash,
+        // and text that only looks like an escape.
+        assert_eq!(
+            fix(r#"["\ud800\u0041","\ud800\\ude00","\\ud800"]"#),
+            r#"["\uFFFD\u0041","\uFFFD\\ude00","\\ud800"]"#
+        );
+        assert_eq!(fix(r#"{"k\udc00":1}"#), r#"{"k\uFFFD":1}"#);
+        // Nothing to do, and a truncated escape at the very end is left.
+        assert_eq!(fix(r#"{"a":"\n\"\u00e9"}"#), r#"{"a":"\n\"\u00e9"}"#);
+        assert_eq!(fix("\\ud8"), "\\ud8");
+        // The result is strictly valid for sonic-rs, which refuses lone ones.
+        let fixed = fix(r#"{"t":"x\ud83d","u":"\ude00y"}"#);
+        assert!(sonic_rs::from_str::<sonic_rs::Value>(r#"{"t":"x\ud83d"}"#).is_err());
+        assert!(sonic_rs::from_str::<sonic_rs::Value>(&fixed).is_ok(), "{fixed}");
+    }
+
+    #[test]
+    fn the_validator_notices_surrogate_escapes() {
+        let seen = |s: &str| validate_with_tape(s.as_bytes(), 8, &mut Vec::new()).unwrap().surrogate_escapes;
+        assert!(seen(r#"["\ud83d\ude00"]"#));
+        assert!(seen(r#"{"\uDFFF":0}"#));
+        assert!(!seen(r#"["\u00e9\ud7ff\ue000","\\ud800"]"#));
+    }
 
     #[test]
     fn escapes_round_trip_through_a_real_parser() {

@@ -134,3 +134,22 @@ fn request_with_only_thinking_left_is_refused() {
     assert_eq!((e.status, e.kind.as_str()), (400, "invalid_request_error"));
     assert!(e.message.starts_with("messages: "), "{}", e.message);
 }
+
+/// request_convert, found 2026-12-01 in a 1,256 s run (4 inputs): client
+/// text with a lone surrogate escape (`\uDAAA`, `\ud9AA`: in a tool name, a
+/// schema key) was copied upstream as it was; strict parsers refuse the
+/// whole body. ccproxy now sends `\uFFFD` in its place (see
+/// `json::replace_lone_surrogates`), and the harness checks the upstream
+/// body with a strict parser.
+#[test]
+fn request_lone_surrogates_are_replaced_before_going_upstream() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/request_convert");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("regression dir") {
+        let path = entry.expect("entry").path();
+        let data = std::fs::read(&path).expect("read");
+        harness::run("request_convert", &data);
+        n += 1;
+    }
+    assert!(n >= 4, "{n} inputs in {}", dir.display());
+}

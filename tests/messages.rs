@@ -568,3 +568,30 @@ fn model_map_and_default_model_from_config() {
         proxy.finish();
     });
 }
+
+/// A JavaScript client that cuts a string inside a surrogate pair (a
+/// truncated emoji in a long tool result) sends a lone `\ud83d` escape.
+/// Valid JSON grammar, but not Unicode text: strict upstreams refuse the
+/// request. ccproxy sends U+FFFD in its place, keeps escaped pairs intact,
+/// and the rest of the text unchanged. (This mock parses with serde_json,
+/// which refuses lone surrogates, as such upstreams do.)
+#[test]
+fn lone_surrogate_escapes_reach_the_upstream_as_replacement_characters() {
+    with_proxy(|mock, proxy| {
+        mock.push(Reply::text("ok"));
+        let body = r#"{"model":"claude-test-1","max_tokens":50,"messages":[
+            {"role":"user","content":"run it"},
+            {"role":"assistant","content":[{"type":"tool_use","id":"toolu_01","name":"Bash","input":{"command":"cat log"}}]},
+            {"role":"user","content":[
+                {"type":"tool_result","tool_use_id":"toolu_01","content":"build ok \ud83d"},
+                {"type":"text","text":"and \ude00 then \ud83d\ude00 done"}]}]}"#;
+        let r = proxy.send(&post_raw("/v1/messages", body.as_bytes()));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let up = mock.last_body();
+        let msgs = up["messages"].as_array().unwrap();
+        let tool = msgs.iter().find(|m| m["role"] == "tool").expect("tool message");
+        assert_eq!(openai_text(&tool["content"]), "build ok \u{FFFD}", "{up}");
+        let user = msgs.last().unwrap();
+        assert_eq!(openai_text(&user["content"]), "and \u{FFFD} then 😀 done", "{up}");
+    });
+}

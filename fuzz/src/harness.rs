@@ -245,7 +245,18 @@ pub fn sse(data: &[u8]) -> bool {
 
 // ---------------------------------------------------------------- converters
 
-fn json(bytes: &[u8], what: &str) -> Value {
+/// Where converted JSON goes, which decides what it may contain.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum To {
+    /// An upstream, possibly a strict parser: lone surrogate escapes must
+    /// have been replaced (ccproxy does it).
+    Upstream,
+    /// The client: the SDKs' parsers accept lone surrogates, and ccproxy
+    /// passes a provider's text through as it came.
+    Client,
+}
+
+fn json(bytes: &[u8], what: &str, to: To) -> Value {
     let first = match sonic_rs::from_slice::<Value>(bytes) {
         Ok(v) => return v,
         Err(e) => e,
@@ -253,9 +264,15 @@ fn json(bytes: &[u8], what: &str) -> Value {
     // A number beyond f64 range (`1e999`) is valid JSON, and ccproxy rightly
     // passes a model's tool arguments through untouched; JavaScript and
     // Python parse it as Infinity. sonic-rs refuses it, so such numbers are
-    // zeroed for the structural checks, and only they.
-    match finite_numbers(bytes).map(|b| sonic_rs::from_slice::<Value>(&b)) {
-        Some(Ok(v)) => v,
+    // zeroed for the structural checks, and only they. Likewise lone
+    // surrogates in what goes to the client.
+    let mut copy = bytes.to_vec();
+    if to == To::Client {
+        ccproxy::json::replace_lone_surrogates(&mut copy);
+    }
+    let copy = finite_numbers(&copy).unwrap_or(copy);
+    match sonic_rs::from_slice::<Value>(&copy) {
+        Ok(v) => v,
         _ => panic!("{what} is not valid JSON ({first}): {}", String::from_utf8_lossy(bytes)),
     }
 }
@@ -332,7 +349,7 @@ pub fn request_convert(data: &[u8]) -> bool {
     let mut out = Vec::new();
     let Ok(meta) = convert_inspected(&inspected, &opts, &mut out) else { return false };
     assert_eq!(meta.stream, inspected.stream());
-    let v = json(&out, "converted request");
+    let v = json(&out, "converted request", To::Upstream);
     assert_eq!(v.get("model").and_then(|m| m.as_str()), Some(*model));
     let msgs = v.get("messages").and_then(|m| m.as_array()).expect("messages array");
     assert!(!msgs.is_empty(), "converted request has no messages");
@@ -401,7 +418,7 @@ pub fn response_convert(data: &[u8]) -> bool {
     let mut out = b"prefix".to_vec();
     match convert_response(body, "claude-fuzz", "msg_fuzz", &names, &mut out) {
         Ok(_) => {
-            check_message(&json(&out[6..], "converted response"));
+            check_message(&json(&out[6..], "converted response", To::Client));
             true
         }
         Err(e) => {
@@ -433,7 +450,7 @@ pub fn check_stream(out: &[u8]) -> String {
         let data =
             lines.next().and_then(|l| l.strip_prefix("data: ")).unwrap_or_else(|| panic!("no data line: {ev:?}"));
         assert!(lines.next().is_none(), "extra lines in event: {ev:?}");
-        let v = json(data.as_bytes(), "stream event data");
+        let v = json(data.as_bytes(), "stream event data", To::Client);
         assert_eq!(v.get("type").and_then(|t| t.as_str()), Some(name), "event line vs data type");
         if name != "message_start" {
             assert!(started, "{name} before message_start");

@@ -89,6 +89,8 @@ pub use crate::route::RouteFacts;
 pub struct Inspected<'a> {
     /// The body, validated; `tape` is its [`json::validate_with_tape`] tape.
     text: &'a str,
+    /// Some string escapes a UTF-16 surrogate (see [`convert_inspected`]).
+    surrogate_escapes: bool,
     tape: Vec<json::Span>,
     /// Unescaped `model` (borrowed unless the client escaped it).
     model: Cow<'a, str>,
@@ -141,8 +143,8 @@ const MAX_STOP: usize = 4;
 /// rest is checked while converting.
 pub fn inspect(body: &[u8]) -> Result<Inspected<'_>, ProxyError> {
     let mut tape = json::take_tape();
-    let text = match json::validate_with_tape(body, json::MAX_DEPTH, &mut tape) {
-        Ok(text) => text,
+    let (text, surrogate_escapes) = match json::validate_with_tape(body, json::MAX_DEPTH, &mut tape) {
+        Ok(v) => (v.text, v.surrogate_escapes),
         Err(json::Invalid::Depth) => {
             json::give_tape(tape);
             return Err(ProxyError::bad_request("body nests objects or arrays deeper than 128 levels"));
@@ -154,6 +156,7 @@ pub fn inspect(body: &[u8]) -> Result<Inspected<'_>, ProxyError> {
     };
     let mut inspected = Inspected {
         text,
+        surrogate_escapes,
         tape,
         model: Cow::Borrowed(""),
         max_tokens: 0,
@@ -216,6 +219,7 @@ pub fn convert_inspected(
 ) -> Result<RequestMeta, ProxyError> {
     let top = &i.top()?;
     let mq = opts.quirks.for_model(opts.model);
+    let start = out.len();
     let msgs = top.messages.ok_or_else(|| ProxyError::bad_request("messages: required"))?;
 
     out.extend_from_slice(b"{\"model\":");
@@ -283,6 +287,11 @@ pub fn convert_inspected(
         }
     }
     out.push(b'}');
+    if i.surrogate_escapes {
+        // Copied spans keep the client's escapes, lone surrogates included;
+        // strict upstreams would refuse the whole request over one.
+        json::replace_lone_surrogates(&mut out[start..]);
+    }
 
     Ok(RequestMeta { client_model: i.client_model().to_owned(), stream: i.stream, tool_names })
 }

@@ -60,8 +60,10 @@ fn convert_with_tape(
     names: &ToolNames,
     out: &mut Vec<u8>,
 ) -> Result<Outcome, ProxyError> {
+    // Lone surrogate escapes pass through to the client, unlike on the way
+    // upstream: the SDKs' parsers (JSON.parse, Python's json) accept them.
     let text = match json::validate_with_tape(body, json::MAX_DEPTH, tape) {
-        Ok(text) => text,
+        Ok(v) => v.text,
         Err(json::Invalid::Depth) => {
             return Err(ProxyError::bad_gateway("upstream response nests objects or arrays deeper than 128 levels"))
         }

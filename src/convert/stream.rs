@@ -245,8 +245,11 @@ impl State {
         // The whole chunk is validated (UTF-8, syntax, and a depth bound
         // that sonic-rs's recursion needs) before anything is acted on, so
         // a chunk broken at its end is not half applied.
+        // Lone surrogate escapes pass through: a pair split across two
+        // chunks comes together again when a JavaScript client joins the
+        // deltas, which replacing each half would break.
         let text = match crate::json::validate_with_tape(data, crate::json::MAX_DEPTH, tape) {
-            Ok(text) => text,
+            Ok(v) => v.text,
             Err(crate::json::Invalid::Depth) => return Err(too_deep()),
             Err(crate::json::Invalid::Syntax) => return Err(chunk_syntax_error(data)),
         };

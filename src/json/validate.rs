@@ -43,14 +43,31 @@ pub fn validate(b: &[u8], max: usize) -> Result<(), Invalid> {
 
 /// [`validate`], returning the text as `str`.
 pub fn validate_str(b: &[u8], max: usize) -> Result<&str, Invalid> {
-    validate_full::<false>(b, max, &mut Vec::new())
+    validate_full::<false>(b, max, &mut Vec::new()).map(|v| v.text)
+}
+
+/// A text [`validate_with_tape`] accepted, and what it noticed on the way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validated<'a> {
+    pub text: &'a str,
+    /// Some string holds a `\uD800`–`\uDFFF` escape: paired or not, the
+    /// caller decides (see [`super::replace_lone_surrogates`]).
+    pub surrogate_escapes: bool,
+}
+
+/// What the scan saw besides the grammar.
+#[derive(Default)]
+struct Seen {
+    /// Non-zero once a string holds a byte >= 0x80.
+    high: u32,
+    surrogate: bool,
 }
 
 /// [`validate`], also recording into `tape` (cleared first) the span of
 /// every object, array and long string value, sorted by start offset, so
 /// that a later walk ([`super::Doc`]) skips them without scanning. Nothing
 /// is recorded for texts of 4 GiB or more. Returns the text as `str`.
-pub fn validate_with_tape<'a>(b: &'a [u8], max: usize, tape: &mut Vec<Span>) -> Result<&'a str, Invalid> {
+pub fn validate_with_tape<'a>(b: &'a [u8], max: usize, tape: &mut Vec<Span>) -> Result<Validated<'a>, Invalid> {
     tape.clear();
     if b.len() >= u32::MAX as usize {
         return validate_full::<false>(b, max, tape);
@@ -58,39 +75,43 @@ pub fn validate_with_tape<'a>(b: &'a [u8], max: usize, tape: &mut Vec<Span>) -> 
     validate_full::<true>(b, max, tape)
 }
 
-fn validate_full<'a, const TAPE: bool>(b: &'a [u8], max: usize, tape: &mut Vec<Span>) -> Result<&'a str, Invalid> {
+fn validate_full<'a, const TAPE: bool>(
+    b: &'a [u8],
+    max: usize,
+    tape: &mut Vec<Span>,
+) -> Result<Validated<'a>, Invalid> {
     // Outside strings only ASCII passes the grammar; inside, the string scan
     // notes any byte >= 0x80. All-ASCII text (the usual body) is then UTF-8
     // without a second pass; otherwise the whole text is checked.
-    let mut high = 0u32;
-    let end = validate_prefix::<TAPE>(b, max, tape, &mut high)?;
+    let mut seen = Seen::default();
+    let end = validate_prefix::<TAPE>(b, max, tape, &mut seen)?;
     if skip_ws(b, end) != b.len() {
         return Err(Invalid::Syntax);
     }
-    let text = if high == 0 {
+    let text = if seen.high == 0 {
         // SAFETY: every byte is ASCII (see above), which is valid UTF-8.
         unsafe { std::str::from_utf8_unchecked(b) }
     } else {
         std::str::from_utf8(b).map_err(|_| Invalid::Syntax)?
     };
-    Ok(text)
+    Ok(Validated { text, surrogate_escapes: seen.surrogate })
 }
 
 /// Validates the first JSON value in `b` and returns the offset just past
-/// it; `high` becomes non-zero if a string holds a byte >= 0x80. The AVX2
+/// it, noting in `seen` what [`Seen`] records. The AVX2
 /// build of the same code is used where the CPU has it.
 fn validate_prefix<const TAPE: bool>(
     b: &[u8],
     max: usize,
     tape: &mut Vec<Span>,
-    high: &mut u32,
+    seen: &mut Seen,
 ) -> Result<usize, Invalid> {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2, just checked.
-        return unsafe { validate_prefix_avx2::<TAPE>(b, max, tape, high) };
+        return unsafe { validate_prefix_avx2::<TAPE>(b, max, tape, seen) };
     }
-    validate_prefix_impl::<TAPE, false>(b, max, tape, high)
+    validate_prefix_impl::<TAPE, false>(b, max, tape, seen)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -99,9 +120,9 @@ unsafe fn validate_prefix_avx2<const TAPE: bool>(
     b: &[u8],
     max: usize,
     tape: &mut Vec<Span>,
-    high: &mut u32,
+    seen: &mut Seen,
 ) -> Result<usize, Invalid> {
-    validate_prefix_impl::<TAPE, true>(b, max, tape, high)
+    validate_prefix_impl::<TAPE, true>(b, max, tape, seen)
 }
 
 #[inline(always)]
@@ -109,7 +130,7 @@ fn validate_prefix_impl<const TAPE: bool, const AVX2: bool>(
     b: &[u8],
     max: usize,
     tape: &mut Vec<Span>,
-    high: &mut u32,
+    seen: &mut Seen,
 ) -> Result<usize, Invalid> {
     let max = max.min(STACK_BITS);
     // Bit d set: the container at depth d+1 is an object.
@@ -137,7 +158,7 @@ fn validate_prefix_impl<const TAPE: bool, const AVX2: bool>(
                     depth -= 1;
                     close::<TAPE>(tape, &open, depth, i);
                 } else {
-                    i = key::<AVX2>(b, i, high)?;
+                    i = key::<AVX2>(b, i, seen)?;
                     continue 'value;
                 }
             }
@@ -162,7 +183,7 @@ fn validate_prefix_impl<const TAPE: bool, const AVX2: bool>(
             }
             Some(b'"') => {
                 let start = i;
-                i = string::<AVX2>(b, i + 1, high)?;
+                i = string::<AVX2>(b, i + 1, seen)?;
                 if TAPE && i - start >= TAPE_MIN_STRING {
                     let next = tape.len() as u32 + 1;
                     tape.push((start as u32, i as u32, next));
@@ -185,7 +206,7 @@ fn validate_prefix_impl<const TAPE: bool, const AVX2: bool>(
                 Some(b',') => {
                     i = skip_ws(b, i + 1);
                     if in_object {
-                        i = key::<AVX2>(b, i, high)?;
+                        i = key::<AVX2>(b, i, seen)?;
                     }
                     continue 'value;
                 }
@@ -230,11 +251,11 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 
 /// `"key"` ws `:` ws at `i`; returns where the value starts.
 #[inline(always)]
-fn key<const AVX2: bool>(b: &[u8], i: usize, high: &mut u32) -> Result<usize, Invalid> {
+fn key<const AVX2: bool>(b: &[u8], i: usize, seen: &mut Seen) -> Result<usize, Invalid> {
     if b.get(i) != Some(&b'"') {
         return Err(Invalid::Syntax);
     }
-    let i = skip_ws(b, string::<AVX2>(b, i + 1, high)?);
+    let i = skip_ws(b, string::<AVX2>(b, i + 1, seen)?);
     if b.get(i) != Some(&b':') {
         return Err(Invalid::Syntax);
     }
@@ -288,16 +309,20 @@ fn number(b: &[u8], mut i: usize) -> Result<usize, Invalid> {
 /// The rest of a string whose opening quote is just before `i`; returns the
 /// offset past its closing quote.
 #[inline(always)]
-fn string<const AVX2: bool>(b: &[u8], mut i: usize, high: &mut u32) -> Result<usize, Invalid> {
+fn string<const AVX2: bool>(b: &[u8], mut i: usize, seen: &mut Seen) -> Result<usize, Invalid> {
     loop {
-        i = find_special::<AVX2>(b, i, high);
+        i = find_special::<AVX2>(b, i, &mut seen.high);
         match b.get(i) {
             Some(b'"') => return Ok(i + 1),
             Some(b'\\') => {
                 i = match b.get(i + 1) {
                     Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i + 2,
                     Some(b'u') => match b.get(i + 2..i + 6) {
-                        Some(h) if h.iter().all(u8::is_ascii_hexdigit) => i + 6,
+                        Some(h) if h.iter().all(u8::is_ascii_hexdigit) => {
+                            // D800-DFFF: the first digit is d, the second 8-f.
+                            seen.surrogate |= h[0] | 0x20 == b'd' && matches!(h[1] | 0x20, b'8'..=b'9' | b'a'..=b'f');
+                            i + 6
+                        }
                         _ => return Err(Invalid::Syntax),
                     },
                     _ => return Err(Invalid::Syntax),
@@ -462,7 +487,7 @@ mod tests {
         let long = "x".repeat(60);
         let text = format!(r#"{{"a":[1,{{"b":"{long}"}}],"short":"s","c":{{}}}}"#);
         let mut tape = vec![(9, 9, 9)];
-        assert_eq!(validate_with_tape(text.as_bytes(), 128, &mut tape), Ok(text.as_str()));
+        assert_eq!(validate_with_tape(text.as_bytes(), 128, &mut tape).map(|v| v.text), Ok(text.as_str()));
         let spans: Vec<&str> = tape.iter().map(|&(s, e, _)| &text[s as usize..e as usize]).collect();
         let want = [
             text.as_str(),
