@@ -113,12 +113,14 @@ def criterion(run_dir):
         if m and not line.startswith(" "):
             name = m.group(1)
         m = re.search(r"time:\s+\[(.*?)\]", line)
-        if m and name:
+        # With a saved baseline criterion adds a "change:" block whose time line holds three
+        # percentages; only the estimate line has (low, median, high) with units.
+        if m and name and len(m.group(1).split()) == 6:
             p = m.group(1).split()
             rows[name] = [f"{p[2]} {p[3]}", float(p[2]) * unit_s.get(p[3], 0), "", None]
             continue
         m = re.search(r"thrpt:\s+\[(.*?)\]", line)
-        if m and name in rows:
+        if m and name in rows and len(m.group(1).split()) == 6:
             p = m.group(1).split()
             rows[name][2] = f"{p[2]} {p[3]}"
             rows[name][3] = float(p[2]) * rate.get(p[3], 0)
