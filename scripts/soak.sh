@@ -192,6 +192,9 @@ scenario_idle() {
   local cp=$!; PIDS+=("$cp")
   for _ in $(seq 1 600); do [ -f "$d/ready" ] && break; sleep 0.1; done
   [ -f "$d/ready" ] || echo "idle clients did not finish opening within 60 s" >&2
+  # Steady state is the question: past the 250 ms hot window every idle
+  # connection has parked, and the burst of opening them is over.
+  sleep 1
   fact idle fds_idle "$(fds "$PROXY_PID")"
   fact idle rss_idle_kb "$(rss_kb "$PROXY_PID")"
   load "$d/load-with"
