@@ -174,16 +174,20 @@ sleep 1
 echo "ccproxy_w2_idle_rss_kb: $(rss_kb "$P2")" >> "$OUT/memory.txt"
 
 # --- 2. closed loop --------------------------------------------------------------
+closed_run() {  # $1 = run name prefix ("" or "roundN-"), $2 = target, $3 = profile, $4 = json|sse
+  local flag="" url expect
+  [ "$4" = sse ] && flag="--stream"
+  read -r url expect < <(url_of "$2")
+  # shellcheck disable=SC2086
+  run_load "$1$2-$3-$4" "$url" "$expect" "$3" $flag --connections "$CONNECTIONS" \
+    --duration "$DURATION" --warmup "$WARMUP"
+}
 for profile in $PROFILES; do
   for mode in json sse; do
-    flag=""; [ "$mode" = sse ] && flag="--stream"
     log "closed loop: $profile ($mode)"
     for t in direct ccproxy nginx; do
       [ "$t" = nginx ] && [ -z "$NGINX_PORT" ] && continue
-      read -r url expect < <(url_of "$t")
-      # shellcheck disable=SC2086
-      run_load "$t-$profile-$mode" "$url" "$expect" "$profile" $flag --connections "$CONNECTIONS" \
-        --duration "$DURATION" --warmup "$WARMUP"
+      closed_run "" "$t" "$profile" "$mode"
     done
   done
 done
@@ -191,18 +195,13 @@ done
 # turns to go first: one 10 s pair on shared cores swings by 10-20% from run
 # to run, so the verdict uses the median of the rounds' ratios.
 for c in simple:json claude-code:json claude-code:sse; do
-  profile=${c%:*}; mode=${c#*:}; flag=""; [ "$mode" = sse ] && flag="--stream"
+  profile=${c%:*}; mode=${c#*:}
   [[ " $PROFILES " == *" $profile "* ]] || continue
   [ -z "$NGINX_PORT" ] && continue
   for r in $(seq 2 "$ROUNDS"); do
     log "closed loop, round $r: $profile ($mode)"
     order="nginx ccproxy"; [ $((r % 2)) = 1 ] && order="ccproxy nginx"
-    for t in $order; do
-      read -r url expect < <(url_of "$t")
-      # shellcheck disable=SC2086
-      run_load "round$r-$t-$profile-$mode" "$url" "$expect" "$profile" $flag --connections "$CONNECTIONS" \
-        --duration "$DURATION" --warmup "$WARMUP"
-    done
+    for t in $order; do closed_run "round$r-" "$t" "$profile" "$mode"; done
   done
 done
 echo "ccproxy_w2_after_load_rss_kb: $(rss_kb "$P2")" >> "$OUT/memory.txt"

@@ -32,11 +32,9 @@ impl Tape<'_> {
     /// End (relative to `text`) of the value starting at `text[i]`, if the
     /// tape has it, and the tape index where its own contents start. `lo` is
     /// a lower bound on its tape index; it is moved past the value's whole
-    /// subtree. Walking in document order, the entry is exactly at `lo`, so
-    /// the binary search is only a fallback.
-    /// `search` falls back to a binary search when the entry is not at `lo`;
-    /// without it a miss means "not on the tape" (a string too short for
-    /// one, which in document order would sit exactly at `lo`).
+    /// subtree. Walking in document order, the entry is exactly at `lo`;
+    /// `search` allows a binary search when it is not, and without it a
+    /// miss means "not on the tape" (a string too short for one).
     #[inline]
     fn end(&self, text: &[u8], i: usize, lo: &mut usize, search: bool) -> Option<(usize, u32)> {
         let base = (text.as_ptr() as usize).checked_sub(self.origin)?;
